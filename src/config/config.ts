@@ -1,0 +1,246 @@
+// berthd's configuration: embedded defaults, overlaid by the TOML file, overlaid by command-line flags.
+// Every key is documented in docs/config.md; unknown keys are refused so a typo never silently
+// falls back to a default.
+import { readFile } from 'node:fs/promises';
+import { parse } from 'smol-toml';
+import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
+import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+export type CgroupDriverName = 'cgroupfs' | 'systemd';
+
+export interface BerthConfig {
+  root: string;
+  state: string;
+  socket: string;
+  logLevel: LogLevel;
+  cgroupDriver: CgroupDriverName;
+  image: {
+    /** `os/arch[/variant]` picked out of manifest lists. */
+    platform: string;
+    /** Layers downloaded and unpacked at once, per pull. */
+    maxConcurrentDownloads: number;
+    /** Attempts per registry request on 5xx or a reset connection. */
+    pullAttempts: number;
+  };
+  /** Mirrors, plain-HTTP allowlist, CAs and credentials per registry host. */
+  registry: RegistryConfig;
+  runtime: {
+    defaultHandler: string;
+    /** Handler name → OCI runtime binary. */
+    handlers: Record<string, { path: string }>;
+  };
+  network: {
+    cniConfDir: string;
+    cniBinDirs: string[];
+  };
+}
+
+export const DEFAULT_CONFIG_PATH = '/etc/berth/config.toml';
+
+export function defaultConfig(): BerthConfig {
+  return {
+    root: '/var/lib/berth',
+    state: '/run/berth',
+    socket: '/run/berth/berth.sock',
+    logLevel: 'info',
+    cgroupDriver: 'cgroupfs',
+    image: { platform: 'linux/amd64', maxConcurrentDownloads: 4, pullAttempts: 4 },
+    registry: { plainHttpHosts: [...DEFAULT_PLAIN_HTTP_HOSTS], hosts: {} },
+    runtime: { defaultHandler: 'runc', handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } } },
+    network: { cniConfDir: '/etc/cni/net.d', cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'] },
+  };
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+export class ConfigError extends Error {}
+
+type Table = Record<string, unknown>;
+
+function isTable(v: unknown): v is Table {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** Reads typed values out of one TOML table and remembers which keys were consumed. */
+class TableReader {
+  private readonly seen = new Set<string>();
+  private readonly table: Table;
+  private readonly where: string;
+  constructor(table: Table, where: string) {
+    this.table = table;
+    this.where = where;
+  }
+  private key(k: string): string {
+    return this.where ? `${this.where}.${k}` : k;
+  }
+  private take(k: string): unknown {
+    this.seen.add(k);
+    return this.table[k];
+  }
+  string(k: string): string | undefined {
+    const v = this.take(k);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw new ConfigError(`${this.key(k)} must be a string`);
+    return v;
+  }
+  bool(k: string): boolean | undefined {
+    const v = this.take(k);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') throw new ConfigError(`${this.key(k)} must be true or false`);
+    return v;
+  }
+  int(k: string, min: number, max: number): number | undefined {
+    const v = this.take(k);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw new ConfigError(`${this.key(k)} must be an integer from ${min} to ${max}`);
+    }
+    return v;
+  }
+  strings(k: string): string[] | undefined {
+    const v = this.take(k);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+      throw new ConfigError(`${this.key(k)} must be an array of strings`);
+    }
+    return v as string[];
+  }
+  oneOf<T extends string>(k: string, allowed: readonly T[]): T | undefined {
+    const v = this.string(k);
+    if (v === undefined) return undefined;
+    if (!(allowed as readonly string[]).includes(v)) {
+      throw new ConfigError(`${this.key(k)} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+    }
+    return v as T;
+  }
+  table_(k: string): TableReader | undefined {
+    const v = this.take(k);
+    if (v === undefined) return undefined;
+    if (!isTable(v)) throw new ConfigError(`${this.key(k)} must be a table`);
+    return new TableReader(v, this.key(k));
+  }
+  /** Sub-tables whose keys are names chosen by the user (registry domains, handler names). */
+  entries(): Array<[string, TableReader]> {
+    return Object.keys(this.table).map((name) => [name, this.table_(name) as TableReader]);
+  }
+  /** Refuses keys that no reader asked for: they are typos or options from another runtime. */
+  done(): void {
+    const unknown = Object.keys(this.table).filter((k) => !this.seen.has(k));
+    if (unknown.length > 0) throw new ConfigError(`unknown config key ${this.key(unknown[0] as string)}`);
+  }
+}
+
+function readHost(r: TableReader, base: RegistryHostConfig | undefined): RegistryHostConfig {
+  const host: RegistryHostConfig = { ...base };
+  const values: RegistryHostConfig = {
+    mirrors: r.strings('mirrors'),
+    skipUpstream: r.bool('skip_upstream'),
+    plainHttp: r.bool('plain_http'),
+    skipVerify: r.bool('skip_verify'),
+    caFile: r.strings('ca_files') ?? r.string('ca_file'),
+    certFile: r.string('cert_file'),
+    keyFile: r.string('key_file'),
+    username: r.string('username'),
+    password: r.string('password'),
+    auth: r.string('auth'),
+    identityToken: r.string('identity_token'),
+    registryToken: r.string('registry_token'),
+  };
+  r.done();
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) Object.assign(host, { [k]: v });
+  for (const mirror of host.mirrors ?? []) {
+    if (!/^https?:\/\/[^/]+/.test(mirror)) throw new ConfigError(`mirror ${JSON.stringify(mirror)} must be an http:// or https:// URL`);
+  }
+  if ((host.certFile === undefined) !== (host.keyFile === undefined)) {
+    throw new ConfigError('cert_file and key_file go together');
+  }
+  return host;
+}
+
+/** Applies a parsed TOML document on top of `base` and returns the result. */
+export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
+  const cfg = structuredClone(base);
+  const top = new TableReader(doc, '');
+  cfg.root = top.string('root') ?? cfg.root;
+  cfg.state = top.string('state') ?? cfg.state;
+  cfg.socket = top.string('socket') ?? cfg.socket;
+  cfg.logLevel = top.oneOf('log_level', LOG_LEVELS) ?? cfg.logLevel;
+  cfg.cgroupDriver = top.oneOf('cgroup_driver', ['cgroupfs', 'systemd'] as const) ?? cfg.cgroupDriver;
+
+  const image = top.table_('image');
+  if (image) {
+    cfg.image.platform = image.string('platform') ?? cfg.image.platform;
+    if (!/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(cfg.image.platform)) {
+      throw new ConfigError(`image.platform must look like os/arch[/variant] (got ${JSON.stringify(cfg.image.platform)})`);
+    }
+    cfg.image.maxConcurrentDownloads = image.int('max_concurrent_downloads', 1, 64) ?? cfg.image.maxConcurrentDownloads;
+    cfg.image.pullAttempts = image.int('pull_attempts', 1, 20) ?? cfg.image.pullAttempts;
+    image.done();
+  }
+
+  const registry = top.table_('registry');
+  if (registry) {
+    cfg.registry.plainHttpHosts = registry.strings('plain_http') ?? cfg.registry.plainHttpHosts;
+    const hosts = registry.table_('hosts');
+    for (const [domain, r] of hosts?.entries() ?? []) cfg.registry.hosts[domain] = readHost(r, cfg.registry.hosts[domain]);
+    hosts?.done();
+    registry.done();
+  }
+
+  const runtime = top.table_('runtime');
+  if (runtime) {
+    cfg.runtime.defaultHandler = runtime.string('default_handler') ?? cfg.runtime.defaultHandler;
+    const handlers = runtime.table_('handlers');
+    for (const [name, r] of handlers?.entries() ?? []) {
+      const path = r.string('path');
+      if (!path) throw new ConfigError(`runtime.handlers.${name}.path is required`);
+      cfg.runtime.handlers[name] = { path };
+      r.done();
+    }
+    handlers?.done();
+    runtime.done();
+    if (!cfg.runtime.handlers[cfg.runtime.defaultHandler]) {
+      throw new ConfigError(`runtime.default_handler ${JSON.stringify(cfg.runtime.defaultHandler)} is not in runtime.handlers`);
+    }
+  }
+
+  const network = top.table_('network');
+  if (network) {
+    cfg.network.cniConfDir = network.string('cni_conf_dir') ?? cfg.network.cniConfDir;
+    cfg.network.cniBinDirs = network.strings('cni_bin_dirs') ?? cfg.network.cniBinDirs;
+    network.done();
+  }
+  top.done();
+  return cfg;
+}
+
+export function parseConfigText(text: string, base = defaultConfig()): BerthConfig {
+  let doc: Table;
+  try {
+    doc = parse(text) as Table;
+  } catch (err) {
+    throw new ConfigError(`not valid TOML: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return applyToml(base, doc);
+}
+
+/**
+ * Loads the config file. An explicitly named file must exist; the default path is optional so that
+ * berthd runs on its embedded defaults on a fresh machine.
+ */
+export async function loadConfig(path: string | undefined): Promise<{ config: BerthConfig; source: string | null }> {
+  const file = path ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (path === undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') return { config: defaultConfig(), source: null };
+    throw new ConfigError(`cannot read config ${file}: ${(err as Error).message}`);
+  }
+  try {
+    return { config: parseConfigText(text), source: file };
+  } catch (err) {
+    throw new ConfigError(`${file}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,34 @@
+// Which RPCs berth implements, by service. An RPC missing here answers UNIMPLEMENTED (see server.ts).
+import type { CriContext, StreamRpc, UnaryRpc } from './rpc.ts';
+import { version } from './version.ts';
+import { status } from './status.ts';
+import { runtimeConfig } from './runtime-config.ts';
+import { listImages } from './list-images.ts';
+import { streamImages } from './stream-images.ts';
+import { imageStatus } from './image-status.ts';
+import { pullImage } from './pull-image.ts';
+import { removeImage } from './remove-image.ts';
+import { imageFsInfo } from './image-fs-info.ts';
+
+export type AnyHandler =
+  | { kind: 'unary'; fn: (req: unknown, ctx: CriContext) => Promise<unknown> }
+  | { kind: 'stream'; fn: (req: unknown, ctx: CriContext) => AsyncIterable<unknown> };
+
+const unary = <Req, Res>(fn: UnaryRpc<Req, Res>): AnyHandler => ({ kind: 'unary', fn: fn as AnyHandler['fn'] as never });
+const stream = <Req, Res>(fn: StreamRpc<Req, Res>): AnyHandler => ({ kind: 'stream', fn: fn as never });
+
+export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, AnyHandler>> = {
+  RuntimeService: {
+    Version: unary(version),
+    Status: unary(status),
+    RuntimeConfig: unary(runtimeConfig),
+  },
+  ImageService: {
+    ListImages: unary(listImages),
+    StreamImages: stream(streamImages),
+    ImageStatus: unary(imageStatus),
+    PullImage: unary(pullImage),
+    RemoveImage: unary(removeImage),
+    ImageFsInfo: unary(imageFsInfo),
+  },
+};

@@ -1,0 +1,14 @@
+// ImageFsInfo: bytes and inodes the image store uses, which the kubelet's image GC acts on.
+import type { UnaryRpc } from './rpc.ts';
+import type { ImageFsInfoRequest, ImageFsInfoResponse } from './types.ts';
+
+export const imageFsInfo: UnaryRpc<ImageFsInfoRequest, ImageFsInfoResponse> = async (_req, ctx) => {
+  const usage = await ctx.images.fsUsage();
+  const fs = {
+    timestamp: Date.now() * 1_000_000,
+    fs_id: { mountpoint: usage.mountpoint },
+    used_bytes: { value: usage.bytes },
+    inodes_used: { value: usage.inodes },
+  };
+  return { image_filesystems: [fs], container_filesystems: [] };
+};

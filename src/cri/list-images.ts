@@ -1,0 +1,9 @@
+// ListImages: every image, or only the one the filter names.
+import type { UnaryRpc } from './rpc.ts';
+import type { ListImagesRequest, ListImagesResponse } from './types.ts';
+import { toCriImage } from './image-view.ts';
+
+export const listImages: UnaryRpc<ListImagesRequest, ListImagesResponse> = async (req, ctx) => {
+  const filter = req.filter?.image?.image?.trim() || undefined;
+  return { images: ctx.images.list(filter).map(toCriImage) };
+};

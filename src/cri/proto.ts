@@ -1,0 +1,37 @@
+// Loads the CRI v1 proto (proto/runtime/v1/api.proto) into grpc-js service definitions. The same
+// loader options serve the daemon and the project's own client so both see identical shapes:
+// snake_case field names as on the wire, 64-bit integers as JS numbers, enums as their names.
+import { loadPackageDefinition, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
+import { loadSync, type Options } from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+
+export const CRI_PROTO_PATH = fileURLToPath(new URL('../../proto/runtime/v1/api.proto', import.meta.url));
+
+export const LOADER_OPTIONS: Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  objects: true,
+  oneofs: true,
+};
+
+export interface CriServices {
+  RuntimeService: ServiceClientConstructor;
+  ImageService: ServiceClientConstructor;
+}
+
+let cached: CriServices | undefined;
+
+export function loadCri(): CriServices {
+  if (!cached) {
+    const pkg = loadPackageDefinition(loadSync(CRI_PROTO_PATH, LOADER_OPTIONS));
+    const v1 = (pkg.runtime as GrpcObject).v1 as GrpcObject;
+    cached = {
+      RuntimeService: v1.RuntimeService as ServiceClientConstructor,
+      ImageService: v1.ImageService as ServiceClientConstructor,
+    };
+  }
+  return cached;
+}

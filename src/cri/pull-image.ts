@@ -1,0 +1,23 @@
+// PullImage: fetches an image (with the kubelet's credentials, if any) and answers its ID.
+import type { UnaryRpc } from './rpc.ts';
+import type { PullImageRequest, PullImageResponse } from './types.ts';
+import { requireImageName } from './image-view.ts';
+import type { PullCredentials } from '../image/service.ts';
+
+export const pullImage: UnaryRpc<PullImageRequest, PullImageResponse> = async (req, ctx) => {
+  const name = requireImageName(req.image, 'PullImage');
+  const a = req.auth;
+  const credentials: PullCredentials | undefined =
+    a && (a.username || a.password || a.auth || a.identity_token || a.registry_token)
+      ? {
+          username: a.username || undefined,
+          password: a.password || undefined,
+          auth: a.auth || undefined,
+          identityToken: a.identity_token || undefined,
+          registryToken: a.registry_token || undefined,
+          serverAddress: a.server_address || undefined,
+        }
+      : undefined;
+  const id = await ctx.images.pull(name, credentials);
+  return { image_ref: id };
+};

@@ -1,0 +1,88 @@
+// The gRPC server: registers every RPC of RuntimeService and ImageService on one unix socket.
+// RPCs with a handler run it under a wrapper that maps thrown errors to statuses and logs; every
+// other RPC answers UNIMPLEMENTED naming itself, so a kubelet gets a clear answer, never a hang.
+import {
+  Server,
+  ServerCredentials,
+  status as Status,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+  type UntypedServiceImplementation,
+  type UntypedHandleCall,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
+import { loadCri } from './proto.ts';
+import { toStatus } from './errors.ts';
+import { HANDLERS, type AnyHandler } from './handlers.ts';
+import type { CriContext } from './rpc.ts';
+
+function unimplemented(service: string, method: string): UntypedHandleCall {
+  const details = `${service}.${method} is not implemented by berth yet`;
+  return ((call: ServerWritableStream<unknown, unknown>, callback?: sendUnaryData<unknown>) => {
+    if (callback) callback({ code: Status.UNIMPLEMENTED, details });
+    else call.emit('error', { code: Status.UNIMPLEMENTED, details });
+  }) as UntypedHandleCall;
+}
+
+function wrap(service: string, method: string, handler: AnyHandler, ctx: CriContext): UntypedHandleCall {
+  const log = ctx.log.child({ rpc: `${service}.${method}` });
+  const failed = (err: unknown, started: number): ReturnType<typeof toStatus> => {
+    const st = toStatus(err);
+    const level = st.code === Status.UNKNOWN || st.code === Status.INTERNAL ? 'error' : 'warn';
+    log[level]({ code: Status[st.code], err: st.details, ms: Date.now() - started }, 'rpc failed');
+    return st;
+  };
+  if (handler.kind === 'unary') {
+    return ((call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      const started = Date.now();
+      handler.fn(call.request, ctx).then(
+        (res) => {
+          log.debug({ ms: Date.now() - started }, 'rpc done');
+          callback(null, res);
+        },
+        (err: unknown) => callback(failed(err, started)),
+      );
+    }) as UntypedHandleCall;
+  }
+  return ((call: ServerWritableStream<unknown, unknown>) => {
+    const started = Date.now();
+    const run = async (): Promise<void> => {
+      for await (const msg of handler.fn(call.request, ctx)) {
+        if (call.cancelled) return;
+        if (!call.write(msg)) await new Promise((resolve) => call.once('drain', resolve));
+      }
+    };
+    run().then(
+      () => call.end(),
+      (err: unknown) => {
+        const st = failed(err, started);
+        call.emit('error', st);
+      },
+    );
+  }) as UntypedHandleCall;
+}
+
+function implement(name: 'RuntimeService' | 'ImageService', ctx: CriContext): [ServiceDefinition, UntypedServiceImplementation] {
+  const definition = loadCri()[name].service;
+  const impl: UntypedServiceImplementation = {};
+  const handlers: Record<string, AnyHandler | undefined> = HANDLERS[name];
+  for (const method of Object.keys(definition)) {
+    const handler = handlers[method];
+    impl[method] = handler ? wrap(name, method, handler, ctx) : unimplemented(name, method);
+  }
+  return [definition, impl];
+}
+
+/** Starts serving CRI on `unix://<socketPath>`; the caller owns the socket file's mode and removal. */
+export async function startCriServer(socketPath: string, ctx: CriContext): Promise<Server> {
+  const server = new Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.max_send_message_length': 16 * 1024 * 1024,
+  });
+  for (const name of ['RuntimeService', 'ImageService'] as const) server.addService(...implement(name, ctx));
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix://${socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+  });
+  return server;
+}

@@ -1,0 +1,32 @@
+// Status: whether the runtime and the pod network are ready, with a reason when they are not.
+import type { UnaryRpc } from './rpc.ts';
+import type { RuntimeCondition, StatusRequest, StatusResponse } from './types.ts';
+
+export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) => {
+  const probe = await ctx.probe.check();
+  const conditions: RuntimeCondition[] = [
+    {
+      type: 'RuntimeReady',
+      status: probe.runtimeReady,
+      reason: probe.runtimeReady ? '' : 'OCIRuntimeMissing',
+      message: probe.runtimeMessage,
+    },
+    {
+      type: 'NetworkReady',
+      status: probe.networkReady,
+      reason: probe.networkReady ? '' : 'NetworkPluginNotReady',
+      message: probe.networkMessage,
+    },
+  ];
+  const info: Record<string, string> = {};
+  if (req.verbose) info.config = JSON.stringify({ ...ctx.config, registry: { plainHttpHosts: ctx.config.registry.plainHttpHosts } });
+  return {
+    status: { conditions },
+    info,
+    runtime_handlers: probe.handlers.map((name) => ({
+      name,
+      features: { recursive_read_only_mounts: false, user_namespaces: false },
+    })),
+    features: { supplemental_groups_policy: false, user_namespaces_host_network: false, mount_options: false },
+  };
+};

@@ -1,0 +1,108 @@
+// Persistent image metadata. Two kinds of record, each one JSON file written crash-safely:
+//   images/<id-hex>.json  what an image is (manifest, config, layers with chain IDs, user, size)
+//   names/<sha256(name)>.json  one name (repo:tag or repo@digest) → image ID
+// Moving a tag is one atomic rewrite of one name file. A pull writes the image record before any
+// name, so a crash leaves at most an unnamed record, which the next GC removes: a half-pulled
+// image is never visible.
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic, syncDir } from '../util/atomic-file.ts';
+import { digestHex, sha256 } from '../util/digest.ts';
+
+export interface LayerRecord {
+  /** Digest of the blob as the registry serves it (compressed). */
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** Digest of the uncompressed tar, from the config's rootfs.diff_ids. */
+  diffId: string;
+  chainId: string;
+}
+
+export interface ImageRecord {
+  /** The config digest, which is the image ID. */
+  id: string;
+  manifestDigest: string;
+  manifestMediaType: string;
+  /** The manifest list / OCI index the manifest was picked from, when there was one. */
+  indexDigest?: string;
+  configDigest: string;
+  configSize: number;
+  layers: LayerRecord[];
+  /** The config's User field, verbatim. */
+  user: string;
+  createdAt: string;
+}
+
+export interface NameRecord {
+  name: string;
+  id: string;
+}
+
+export class ImageRecords {
+  readonly images = new Map<string, ImageRecord>();
+  readonly names = new Map<string, NameRecord>();
+  private readonly imagesDir: string;
+  private readonly namesDir: string;
+
+  constructor(root: string) {
+    this.imagesDir = join(root, 'images');
+    this.namesDir = join(root, 'names');
+  }
+
+  async load(): Promise<void> {
+    await mkdir(this.imagesDir, { recursive: true });
+    await mkdir(this.namesDir, { recursive: true });
+    for (const rec of await readRecords<ImageRecord>(this.imagesDir)) this.images.set(rec.id, rec);
+    for (const rec of await readRecords<NameRecord>(this.namesDir)) this.names.set(rec.name, rec);
+  }
+
+  async putImage(rec: ImageRecord): Promise<void> {
+    await writeFileAtomic(join(this.imagesDir, `${digestHex(rec.id)}.json`), JSON.stringify(rec));
+    this.images.set(rec.id, rec);
+  }
+
+  async removeImage(id: string): Promise<void> {
+    await rm(join(this.imagesDir, `${digestHex(id)}.json`), { force: true });
+    await syncDir(this.imagesDir);
+    this.images.delete(id);
+  }
+
+  async putName(name: string, id: string): Promise<void> {
+    await writeFileAtomic(join(this.namesDir, nameFile(name)), JSON.stringify({ name, id } satisfies NameRecord));
+    this.names.set(name, { name, id });
+  }
+
+  async removeName(name: string): Promise<void> {
+    await rm(join(this.namesDir, nameFile(name)), { force: true });
+    this.names.delete(name);
+  }
+
+  async syncNames(): Promise<void> {
+    await syncDir(this.namesDir);
+  }
+
+  namesOf(id: string): string[] {
+    return [...this.names.values()].filter((n) => n.id === id).map((n) => n.name);
+  }
+}
+
+/** Names may contain `/` and `:`, so files are named by the name's hash. */
+function nameFile(name: string): string {
+  return `${digestHex(sha256(name))}.json`;
+}
+
+/** Reads every complete record; temp files from an interrupted write are removed. */
+async function readRecords<T>(dir: string): Promise<T[]> {
+  const out: T[] = [];
+  for (const file of await readdir(dir)) {
+    const path = join(dir, file);
+    if (file.startsWith('.')) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (!file.endsWith('.json')) continue;
+    out.push(JSON.parse(await readFile(path, 'utf8')) as T);
+  }
+  return out;
+}

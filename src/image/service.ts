@@ -1,0 +1,234 @@
+// The image service behind the CRI ImageService: names → images → blobs and snapshots.
+// It owns the lookup rules (tags, repo digests, IDs and unique ID prefixes), pull de-duplication,
+// and garbage collection of content no image needs any more.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { BerthConfig } from '../config/config.ts';
+import { ContentStore } from '../content/store.ts';
+import { SnapshotStore } from '../snapshot/store.ts';
+import { RegistryClient } from './registry/client.ts';
+import type { PullAuth } from './registry/config.ts';
+import { formatDigested, formatName, formatTagged, parseReference } from './reference.ts';
+import { ImageRecords, type ImageRecord } from './records.ts';
+import { Puller } from './pull.ts';
+import { parsePlatform } from './registry/platform.ts';
+import { parseConfig } from './manifest.ts';
+import { collectGarbage } from './gc.ts';
+import { invalidArgument } from '../util/errors.ts';
+
+export type PullCredentials = PullAuth;
+
+/** What the CRI reports about one image. */
+export interface ImageRecordView {
+  id: string;
+  repoTags: string[];
+  repoDigests: string[];
+  /** Compressed bytes of config + layers, as the registry serves them (what a pull transfers). */
+  size: number;
+  uid?: number;
+  username: string;
+  pinned: boolean;
+}
+
+const ID_PREFIX_RE = /^(?:sha256:)?([a-f0-9]{1,64})$/;
+
+export class ImageService {
+  private readonly config: BerthConfig;
+  private readonly log: Logger;
+  private readonly records: ImageRecords;
+  private readonly content: ContentStore;
+  private readonly snapshots: SnapshotStore;
+  private readonly registry: RegistryClient;
+  private readonly puller: Puller;
+  /** Whole-image pulls in progress, by canonical reference, so concurrent PullImage calls share one. */
+  private readonly pulls = new Map<string, Promise<string>>();
+  /** Pulls and GC exclude each other: GC must not sweep blobs a pull has written but not yet named. */
+  private activePulls = 0;
+  private gcRunning: Promise<void> | undefined;
+  private gcWanted = false;
+
+  constructor(config: BerthConfig, log: Logger) {
+    this.config = config;
+    this.log = log;
+    this.records = new ImageRecords(join(config.root, 'metadata'));
+    this.content = new ContentStore(join(config.root, 'content'));
+    this.snapshots = new SnapshotStore(join(config.root, 'snapshots'));
+    this.registry = new RegistryClient({
+      config: config.registry,
+      retry: { attempts: config.image.pullAttempts },
+      logger: log.child({ component: 'registry' }),
+    });
+    this.puller = new Puller({
+      registry: this.registry,
+      content: this.content,
+      snapshots: this.snapshots,
+      log,
+      platform: parsePlatform(config.image.platform),
+      maxConcurrentDownloads: config.image.maxConcurrentDownloads,
+    });
+  }
+
+  /** Loads metadata, clears what a crash left half-written, and sweeps unreferenced content. */
+  async init(): Promise<void> {
+    await this.content.init();
+    await this.snapshots.cleanup();
+    await this.records.load();
+    await this.runGc();
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pulls.values()]);
+    await this.gcRunning;
+    this.registry.close();
+  }
+
+  list(filter?: string): ImageRecordView[] {
+    if (filter) {
+      const one = this.find(filter);
+      return one ? [one] : [];
+    }
+    return [...this.records.images.values()].map((rec) => this.view(rec)).sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Finds an image by what a user or kubelet may type: a name (`busybox`, `repo:tag`,
+   * `repo@sha256:…`), an ID (`sha256:<hex>` or bare hex) or a unique ID prefix.
+   */
+  find(nameOrId: string): ImageRecordView | undefined {
+    const rec = this.lookup(nameOrId);
+    return rec ? this.view(rec) : undefined;
+  }
+
+  private lookup(nameOrId: string): ImageRecord | undefined {
+    const idMatch = ID_PREFIX_RE.exec(nameOrId);
+    if (idMatch?.[1]?.length === 64) return this.records.images.get(`sha256:${idMatch[1]}`);
+    let ref;
+    try {
+      ref = parseReference(nameOrId);
+    } catch (err) {
+      if (!idMatch) throw err;
+    }
+    if (ref) {
+      const name = ref.digest ? formatDigested(ref) : formatTagged(ref);
+      const named = this.records.names.get(name);
+      if (named) return this.records.images.get(named.id);
+    }
+    if (idMatch) {
+      const prefix = `sha256:${idMatch[1]}`;
+      const hits = [...this.records.images.keys()].filter((id) => id.startsWith(prefix));
+      if (hits.length > 1) throw invalidArgument(`image ID prefix ${nameOrId} is ambiguous: it matches ${hits.length} images`);
+      if (hits[0]) return this.records.images.get(hits[0]);
+    }
+    return undefined;
+  }
+
+  private view(rec: ImageRecord): ImageRecordView {
+    const names = this.records.namesOf(rec.id).sort();
+    const { uid, username } = splitUser(rec.user);
+    return {
+      id: rec.id,
+      repoTags: names.filter((n) => !n.includes('@')),
+      repoDigests: names.filter((n) => n.includes('@')),
+      size: rec.configSize + rec.layers.reduce((sum, l) => sum + l.size, 0),
+      ...(uid === undefined ? {} : { uid }),
+      username,
+      pinned: false,
+    };
+  }
+
+  /** The `verbose` ImageStatus payload: the image config plus where berth keeps the image. */
+  async verboseInfo(id: string): Promise<object> {
+    const rec = this.records.images.get(id);
+    if (!rec) return {};
+    const config = parseConfig(await this.content.readBuffer(rec.configDigest), id);
+    return {
+      imageSpec: config,
+      manifestDigest: rec.manifestDigest,
+      manifestMediaType: rec.manifestMediaType,
+      ...(rec.indexDigest ? { indexDigest: rec.indexDigest } : {}),
+      chainIDs: rec.layers.map((l) => l.chainId),
+      snapshots: this.snapshots.lowerDirs(rec.layers.map((l) => l.chainId)),
+    };
+  }
+
+  /** Pulls (or re-uses a concurrent pull of) an image and returns its ID. */
+  async pull(reference: string, auth?: PullAuth): Promise<string> {
+    const ref = parseReference(reference);
+    const key = ref.digest ? formatDigested(ref) : formatTagged(ref);
+    const running = this.pulls.get(key);
+    if (running) return running;
+    const job = this.pullOnce(ref, auth).finally(() => this.pulls.delete(key));
+    this.pulls.set(key, job);
+    return job;
+  }
+
+  private async pullOnce(ref: ReturnType<typeof parseReference>, auth?: PullAuth): Promise<string> {
+    while (this.gcRunning) await this.gcRunning;
+    this.activePulls++;
+    try {
+      const started = Date.now();
+      const rec = await this.puller.pull(ref, auth);
+      // Record first, names second: a crash in between leaves an unnamed record that GC removes.
+      await this.records.putImage(rec);
+      const names = [`${formatName(ref)}@${rec.manifestDigest}`];
+      if (!ref.digest) names.push(formatTagged(ref));
+      for (const name of names) await this.records.putName(name, rec.id);
+      await this.records.syncNames();
+      this.log.info({ image: key(ref), id: rec.id, ms: Date.now() - started }, 'pulled');
+      return rec.id;
+    } finally {
+      this.activePulls--;
+      if (this.activePulls === 0 && this.gcWanted) this.scheduleGc();
+    }
+  }
+
+  /** Removes the image with every name it has (the CRI contract); unknown images are fine. */
+  async remove(nameOrId: string): Promise<void> {
+    const rec = this.lookup(nameOrId);
+    if (!rec) return;
+    for (const name of this.records.namesOf(rec.id)) await this.records.removeName(name);
+    await this.records.syncNames();
+    await this.records.removeImage(rec.id);
+    this.log.info({ id: rec.id, by: nameOrId }, 'image removed');
+    this.scheduleGc();
+    await this.gcRunning;
+  }
+
+  async fsUsage(): Promise<{ mountpoint: string; bytes: number; inodes: number }> {
+    const [blobs, snaps] = await Promise.all([this.content.usage(), this.snapshots.usage()]);
+    return { mountpoint: this.config.root, bytes: blobs.bytes + snaps.bytes, inodes: blobs.count + snaps.inodes };
+  }
+
+  /** Runs GC now unless a pull is writing; then it runs when the last pull ends. */
+  private scheduleGc(): void {
+    if (this.activePulls > 0 || this.gcRunning) {
+      this.gcWanted = true;
+      return;
+    }
+    this.gcWanted = false;
+    this.gcRunning = this.runGc().finally(() => {
+      this.gcRunning = undefined;
+    });
+  }
+
+  private async runGc(): Promise<void> {
+    try {
+      const removed = await collectGarbage(this.records, this.content, this.snapshots);
+      if (removed.blobs + removed.snapshots + removed.images > 0) this.log.info(removed, 'garbage collected');
+    } catch (err) {
+      this.log.error({ err }, 'garbage collection failed; will retry after the next removal');
+    }
+  }
+}
+
+function key(ref: ReturnType<typeof parseReference>): string {
+  return ref.digest ? formatDigested(ref) : formatTagged(ref);
+}
+
+/** `1000`, `1000:1000` → uid; `www`, `www:www` → username; empty → neither (root by default). */
+function splitUser(user: string): { uid?: number; username: string } {
+  const first = user.split(':')[0] ?? '';
+  if (first === '') return { username: '' };
+  if (/^\d+$/.test(first)) return { uid: Number(first), username: '' };
+  return { username: first };
+}

@@ -1,0 +1,63 @@
+// Readiness checks behind the Status RPC: are the OCI runtime binaries there, is a CNI config there.
+import { access, constants, readdir } from 'node:fs/promises';
+import { delimiter, isAbsolute, join } from 'node:path';
+import type { BerthConfig } from './config/config.ts';
+
+export interface ProbeResult {
+  runtimeReady: boolean;
+  runtimeMessage: string;
+  networkReady: boolean;
+  networkMessage: string;
+  /** Handler names whose binary was found. */
+  handlers: string[];
+}
+
+async function executable(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Finds a binary the way a shell does, so config may say `runc` or `/usr/sbin/runc`. */
+export async function findBinary(name: string): Promise<string | undefined> {
+  if (isAbsolute(name)) return (await executable(name)) ? name : undefined;
+  const dirs = (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter);
+  for (const dir of dirs) {
+    const candidate = join(dir, name);
+    if (await executable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+export class RuntimeProbe {
+  private readonly config: BerthConfig;
+  constructor(config: BerthConfig) {
+    this.config = config;
+  }
+
+  async check(): Promise<ProbeResult> {
+    const handlers: string[] = [];
+    for (const [name, h] of Object.entries(this.config.runtime.handlers)) {
+      if (await findBinary(h.path)) handlers.push(name);
+    }
+    const defaultHandler = this.config.runtime.defaultHandler;
+    const runtimeReady = handlers.includes(defaultHandler);
+    const runtimeMessage = runtimeReady
+      ? ''
+      : `default runtime handler ${defaultHandler}: binary ${this.config.runtime.handlers[defaultHandler]?.path ?? '?'} not found (install runc)`;
+
+    const confDir = this.config.network.cniConfDir;
+    let confs: string[] = [];
+    try {
+      confs = (await readdir(confDir)).filter((f) => /\.(conflist|conf|json)$/.test(f));
+    } catch {
+      // A missing directory means no network config, reported below.
+    }
+    const networkReady = confs.length > 0;
+    const networkMessage = networkReady ? '' : `no CNI network config found in ${confDir}`;
+    return { runtimeReady, runtimeMessage, networkReady, networkMessage, handlers };
+  }
+}

@@ -1,0 +1,38 @@
+// Typed failures that services throw. The CRI layer maps each kind to one gRPC status code, so the
+// services never import gRPC and the mapping lives in a single place (src/cri/status.ts).
+
+export type ErrorKind =
+  | 'invalid-argument'
+  | 'not-found'
+  | 'already-exists'
+  | 'failed-precondition'
+  | 'permission-denied'
+  | 'unauthenticated'
+  | 'unavailable'
+  | 'resource-exhausted'
+  | 'unimplemented'
+  | 'internal';
+
+export class BerthError extends Error {
+  readonly kind: ErrorKind;
+  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.kind = kind;
+    this.name = 'BerthError';
+  }
+}
+
+export const invalidArgument = (msg: string): BerthError => new BerthError('invalid-argument', msg);
+export const notFound = (msg: string): BerthError => new BerthError('not-found', msg);
+export const alreadyExists = (msg: string): BerthError => new BerthError('already-exists', msg);
+export const unavailable = (msg: string, cause?: unknown): BerthError => new BerthError('unavailable', msg, { cause });
+export const permissionDenied = (msg: string): BerthError => new BerthError('permission-denied', msg);
+export const unauthenticated = (msg: string): BerthError => new BerthError('unauthenticated', msg);
+export const failedPrecondition = (msg: string): BerthError => new BerthError('failed-precondition', msg);
+export const resourceExhausted = (msg: string, cause?: unknown): BerthError =>
+  new BerthError('resource-exhausted', msg, { cause });
+
+/** Text of any thrown value, for log lines and error messages. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

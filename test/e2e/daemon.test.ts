@@ -1,0 +1,100 @@
+// berthd as a process: flags, config, the root lock, the runtime RPCs, UNIMPLEMENTED answers and
+// clean shutdown, all through the real socket.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { stat, access } from 'node:fs/promises';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { BERTHD, startDaemon } from '../helpers/daemon.ts';
+
+test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
+  const d = await startDaemon({ config: 'cgroup_driver = "systemd"\n[network]\ncni_conf_dir = "/nonexistent/cni"\n' });
+  t.after(() => d.dispose());
+
+  const version = await d.client.call<{ runtime_name: string; runtime_api_version: string; runtime_version: string }>('runtime', 'Version', { version: 'v1' });
+  assert.equal(version.runtime_name, 'berth');
+  assert.equal(version.runtime_api_version, 'v1');
+  assert.match(version.runtime_version, /^\d+\.\d+\.\d+/);
+
+  const st = await d.client.call<{ status: { conditions: Array<{ type: string; status: boolean; reason: string; message: string }> } }>('runtime', 'Status', {});
+  const network = st.status.conditions.find((c) => c.type === 'NetworkReady');
+  assert.ok(network, 'NetworkReady condition present');
+  assert.equal(network.status, false);
+  assert.equal(network.reason, 'NetworkPluginNotReady');
+  assert.match(network.message, /\/nonexistent\/cni/);
+  const runtime = st.status.conditions.find((c) => c.type === 'RuntimeReady');
+  assert.equal(runtime?.status, true, `runc should be found: ${runtime?.message}`);
+
+  const rc = await d.client.call<{ linux: { cgroup_driver: string } }>('runtime', 'RuntimeConfig', {});
+  assert.equal(rc.linux.cgroup_driver, 'SYSTEMD');
+
+  const mode = (await stat(d.socket)).mode & 0o777;
+  assert.equal(mode, 0o660);
+});
+
+test('RPCs not built yet answer UNIMPLEMENTED naming themselves, and the daemon keeps serving', async (t) => {
+  const d = await startDaemon();
+  t.after(() => d.dispose());
+  await assert.rejects(d.client.call('runtime', 'RunPodSandbox', {}), (err: { code: number; details: string }) => {
+    assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
+    assert.match(err.details, /RuntimeService\.RunPodSandbox/);
+    return true;
+  });
+  await assert.rejects(d.client.stream('runtime', 'StreamContainers', {}), (err: { code: number; details: string }) => {
+    assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
+    assert.match(err.details, /StreamContainers/);
+    return true;
+  });
+  const v = await d.client.call<{ runtime_name: string }>('runtime', 'Version', {});
+  assert.equal(v.runtime_name, 'berth');
+});
+
+test('a second daemon on the same root refuses to start; two roots run side by side', async (t) => {
+  const first = await startDaemon();
+  t.after(() => first.dispose());
+  const second = spawnSync(process.execPath, [BERTHD, '--root', first.root, '--state', `${first.state}-2`, '--socket', `${first.socket}-2`], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(second.status, 1);
+  assert.match(second.stderr, /another berthd \(pid \d+\) is already using root/);
+
+  const other = await startDaemon();
+  t.after(() => other.dispose());
+  const [a, b] = await Promise.all([first.client.call('runtime', 'Version', {}), other.client.call('runtime', 'Version', {})]);
+  assert.deepEqual(a, b);
+});
+
+test('SIGTERM shuts down cleanly: exit 0, socket and lock removed; kill -9 leaves a lock the next start takes over', async (t) => {
+  const d = await startDaemon();
+  t.after(() => d.dispose());
+  assert.equal(await d.stop('SIGTERM'), 0);
+  await assert.rejects(access(d.socket));
+  await assert.rejects(access(`${d.root}/berthd.pid`));
+  assert.match(d.logs(), /"msg":"stopped"/);
+
+  const killed = await startDaemon({ root: d.root });
+  assert.equal(await killed.stop('SIGKILL'), 'SIGKILL');
+  await access(`${d.root}/berthd.pid`);
+  const again = await startDaemon({ root: d.root });
+  t.after(async () => {
+    await killed.dispose();
+    await again.dispose();
+  });
+  const v = await again.client.call<{ runtime_name: string }>('runtime', 'Version', {});
+  assert.equal(v.runtime_name, 'berth');
+});
+
+test('bad flags and bad config are refused with a message, not a crash', () => {
+  const flag = spawnSync(process.execPath, [BERTHD, '--no-such-flag'], { encoding: 'utf8' });
+  assert.equal(flag.status, 2);
+  assert.match(flag.stderr, /no-such-flag/);
+
+  const help = spawnSync(process.execPath, [BERTHD, '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  for (const f of ['--config', '--root', '--state', '--socket', '--log-level']) assert.ok(help.stdout.includes(f), `help lists ${f}`);
+
+  const missing = spawnSync(process.execPath, [BERTHD, '--config', '/nonexistent/berth.toml'], { encoding: 'utf8' });
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /cannot read config \/nonexistent\/berth.toml/);
+});

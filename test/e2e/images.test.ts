@@ -1,0 +1,236 @@
+// The CRI ImageService end to end: a real berthd pulls images a real registry serves, through
+// mirrors, and answers ListImages / ImageStatus / RemoveImage / ImageFsInfo / StreamImages.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir, readFile, lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { startRegistry, freePort, type TestRegistry } from '../helpers/registry.ts';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
+import { busyboxImage, pushImage, pushIndex, type BuiltImage } from '../helpers/images.ts';
+import type { Image } from '../../src/cri/types.ts';
+
+interface StatusRes {
+  image: Image | null;
+  info: Record<string, string>;
+}
+
+const grpcCode = (code: number, re: RegExp) => (err: { code: number; details: string }) => {
+  assert.equal(err.code, code, `expected ${GrpcStatus[code]}, got ${GrpcStatus[err.code]}: ${err.details}`);
+  assert.match(err.details, re);
+  return true;
+};
+
+async function listSnapshots(d: TestDaemon): Promise<string[]> {
+  return (await readdir(join(d.root, 'snapshots'))).filter((n) => /^[a-f0-9]{64}$/.test(n));
+}
+
+async function listBlobs(d: TestDaemon): Promise<string[]> {
+  return (await readdir(join(d.root, 'content', 'blobs', 'sha256'))).map((h) => `sha256:${h}`);
+}
+
+describe('image service', () => {
+  let registry: TestRegistry;
+  let daemon: TestDaemon;
+  let busybox: BuiltImage;
+  let busyboxDigest: string;
+
+  before(async () => {
+    registry = await startRegistry();
+    busybox = await busyboxImage();
+    busyboxDigest = await pushImage(registry.url, 'library/busybox', 'latest', busybox);
+    await pushImage(registry.url, 'library/busybox', '1.36', busybox);
+    daemon = await startDaemon({
+      config: [
+        '[registry.hosts."docker.io"]',
+        `mirrors = ["http://${registry.host}"]`,
+        'skip_upstream = true',
+        '[registry.hosts."registry.k8s.io"]',
+        `mirrors = ["http://localhost:${registry.port}"]`,
+        'skip_upstream = true',
+      ].join('\n'),
+    });
+  });
+  after(async () => {
+    await daemon?.dispose();
+    await registry?.stop();
+  });
+
+  test('pull by short name through the docker.io mirror, then list and inspect it every way', async () => {
+    const pulled = await daemon.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: 'busybox' } });
+    assert.equal(pulled.image_ref, busybox.config.digest, 'image ID is the config digest');
+
+    const { images } = await daemon.client.call<{ images: Image[] }>('image', 'ListImages', {});
+    const img = images.find((i) => i.id === busybox.config.digest);
+    assert.ok(img, 'listed');
+    assert.deepEqual(img.repo_tags, ['docker.io/library/busybox:latest']);
+    assert.deepEqual(img.repo_digests, [`docker.io/library/busybox@${busyboxDigest}`]);
+    const expectedSize = busybox.config.size + busybox.layers.reduce((s, l) => s + l.size, 0);
+    assert.equal(img.size, expectedSize);
+    assert.equal(img.uid?.value, undefined);
+
+    const hex = busybox.config.digest.slice(7);
+    for (const name of [
+      'busybox',
+      'busybox:latest',
+      'docker.io/library/busybox:latest',
+      `busybox@${busyboxDigest}`,
+      busybox.config.digest,
+      hex,
+      hex.slice(0, 12),
+    ]) {
+      const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: name } });
+      assert.equal(st.image?.id, busybox.config.digest, `ImageStatus(${name})`);
+    }
+
+    const verbose = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: 'busybox' }, verbose: true });
+    const info = JSON.parse(verbose.info.info ?? '{}') as { imageSpec: { config: { Cmd: string[] }; rootfs: { diff_ids: string[] } } };
+    assert.deepEqual(info.imageSpec.config.Cmd, ['sh']);
+    assert.deepEqual(info.imageSpec.rootfs.diff_ids, busybox.layers.map((l) => l.diffId));
+
+    // The layer is unpacked once, under its chain ID (= diff ID for a bottom layer).
+    const snap = join(daemon.root, 'snapshots', (busybox.layers[0]?.diffId ?? '').slice(7), 'fs');
+    assert.ok((await lstat(join(snap, 'bin', 'busybox'))).isFile());
+    assert.equal(await readFile(join(snap, 'etc', 'passwd'), 'utf8').then((s) => s.split('\n')[0]), 'root:x:0:0:root:/root:/bin/sh');
+    assert.equal((await lstat(join(snap, 'tmp'))).mode & 0o7777, 0o1777);
+
+    const streamed = await daemon.client.stream<{ images: Image[] }>('image', 'StreamImages', {});
+    assert.deepEqual(streamed.flatMap((m) => m.images).map((i) => i.id).sort(), images.map((i) => i.id).sort());
+
+    const filtered = await daemon.client.call<{ images: Image[] }>('image', 'ListImages', { filter: { image: { image: 'busybox:latest' } } });
+    assert.deepEqual(filtered.images.map((i) => i.id), [busybox.config.digest]);
+    const none = await daemon.client.call<{ images: Image[] }>('image', 'ListImages', { filter: { image: { image: 'busybox:nope' } } });
+    assert.deepEqual(none.images, []);
+  });
+
+  test('uid and username come from the config User; OCI zstd and plain layers unpack', async () => {
+    const byUid = await busyboxImage({ config: { User: '1002:1002' }, format: 'oci' });
+    const byName = await busyboxImage({
+      config: { User: 'www' },
+      format: 'oci',
+      layers: [
+        { files: [{ path: 'zstd.txt', content: 'from a zstd layer' }], compression: 'zstd' },
+        { files: [{ path: 'plain.txt', content: 'from a plain tar' }], compression: 'none' },
+      ],
+    });
+    await pushImage(registry.url, 'test/user-uid', 'v1', byUid);
+    await pushImage(registry.url, 'test/user-name', 'v1', byName);
+    await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/user-uid:v1` } });
+    await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/user-name:v1` } });
+    const a = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/user-uid:v1` } });
+    assert.equal(a.image?.uid?.value, 1002);
+    assert.equal(a.image?.username, '');
+    const b = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/user-name:v1` } });
+    assert.equal(b.image?.uid, null);
+    assert.equal(b.image?.username, 'www');
+    const verbose = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: b.image?.id ?? '' }, verbose: true });
+    const { snapshots } = JSON.parse(verbose.info.info ?? '{}') as { snapshots: string[] };
+    assert.equal(snapshots.length, 3);
+    assert.equal(await readFile(join(snapshots[0] ?? '', 'plain.txt'), 'utf8'), 'from a plain tar');
+    assert.equal(await readFile(join(snapshots[1] ?? '', 'zstd.txt'), 'utf8'), 'from a zstd layer');
+  });
+
+  test('a multi-platform index resolves to linux/amd64', async () => {
+    const amd64 = await busyboxImage({ config: { Labels: { arch: 'amd64' } } });
+    const arm64 = await busyboxImage({ architecture: 'arm64', config: { Labels: { arch: 'arm64' } } });
+    await pushIndex(registry.url, 'test/multi', 'v1', [
+      { image: arm64, platform: { os: 'linux', architecture: 'arm64' } },
+      { image: amd64, platform: { os: 'linux', architecture: 'amd64' } },
+    ]);
+    const res = await daemon.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${registry.host}/test/multi:v1` } });
+    assert.equal(res.image_ref, amd64.config.digest);
+  });
+
+  test('layers shared between images are stored once, and removal keeps what others still use', async () => {
+    const base = await busyboxImage();
+    const child = await busyboxImage({ layers: [{ files: [{ path: 'child.txt', content: 'child' }] }] });
+    await pushImage(registry.url, 'test/base', 'v1', base);
+    await pushImage(registry.url, 'test/child', 'v1', child);
+    const before = await listSnapshots(daemon);
+    await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/base:v1` } });
+    await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/child:v1` } });
+    const afterPull = await listSnapshots(daemon);
+    // The busybox layer is already there from earlier tests; only child.txt's layer is new.
+    assert.equal(afterPull.length, new Set([...before, ...afterPull]).size);
+    assert.equal(afterPull.length - before.length, 1);
+
+    await daemon.client.call('image', 'RemoveImage', { image: { image: `${registry.host}/test/child:v1` } });
+    const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/child:v1` } });
+    assert.equal(st.image, null);
+    assert.deepEqual((await listSnapshots(daemon)).sort(), before.sort(), "child's own layer is collected, the shared one kept");
+    const blobs = await listBlobs(daemon);
+    assert.ok(!blobs.includes(child.config.digest), 'config blob collected');
+    assert.ok(blobs.includes(base.layers[0]?.digest ?? ''), 'shared layer blob kept');
+    // Idempotent.
+    await daemon.client.call('image', 'RemoveImage', { image: { image: `${registry.host}/test/child:v1` } });
+  });
+
+  test('RemoveImage drops every tag of the image', async () => {
+    await daemon.client.call('image', 'PullImage', { image: { image: 'busybox:1.36' } });
+    const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: 'busybox:1.36' } });
+    assert.deepEqual(st.image?.repo_tags, ['docker.io/library/busybox:1.36', 'docker.io/library/busybox:latest']);
+    await daemon.client.call('image', 'RemoveImage', { image: { image: 'busybox:1.36' } });
+    for (const name of ['busybox:1.36', 'busybox:latest', busybox.config.digest]) {
+      const gone = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: name } });
+      assert.equal(gone.image, null, name);
+    }
+  });
+
+  test('ImageFsInfo reports the bytes and inodes the store uses', async () => {
+    await daemon.client.call('image', 'PullImage', { image: { image: 'busybox' } });
+    const res = await daemon.client.call<{ image_filesystems: Array<{ used_bytes: { value: number }; inodes_used: { value: number }; fs_id: { mountpoint: string } }> }>(
+      'image',
+      'ImageFsInfo',
+      {},
+    );
+    const fs = res.image_filesystems[0];
+    assert.ok(fs);
+    assert.ok(fs.used_bytes.value > 1_000_000, `used ${fs.used_bytes.value}`);
+    assert.ok(fs.inodes_used.value > 10, `inodes ${fs.inodes_used.value}`);
+    assert.equal(fs.fs_id.mountpoint, daemon.root);
+  });
+
+  test('bad input gets the right code and a message that says what was wrong', async () => {
+    await assert.rejects(daemon.client.call('image', 'PullImage', { image: { image: 'Not/A:Valid::Ref' } }), grpcCode(GrpcStatus.INVALID_ARGUMENT, /invalid image reference/));
+    await assert.rejects(daemon.client.call('image', 'PullImage', { image: { image: '' } }), grpcCode(GrpcStatus.INVALID_ARGUMENT, /empty/));
+    await assert.rejects(daemon.client.call('image', 'PullImage', {}), grpcCode(GrpcStatus.INVALID_ARGUMENT, /empty/));
+    await assert.rejects(
+      daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/no/such:image` } }),
+      grpcCode(GrpcStatus.NOT_FOUND, /no\/such/),
+    );
+    const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: 'never/pulled:1' } });
+    assert.equal(st.image, null);
+    await daemon.client.call('image', 'RemoveImage', { image: { image: 'never/pulled:1' } });
+    const v = await daemon.client.call<{ runtime_name: string }>('runtime', 'Version', {});
+    assert.equal(v.runtime_name, 'berth', 'still serving');
+  });
+});
+
+test('an unreachable registry is UNAVAILABLE after retries', async (t) => {
+  const port = await freePort();
+  const d = await startDaemon({ config: '[image]\npull_attempts = 2\n' });
+  t.after(() => d.dispose());
+  await assert.rejects(
+    d.client.call('image', 'PullImage', { image: { image: `127.0.0.1:${port}/some/image:v1` } }),
+    grpcCode(GrpcStatus.UNAVAILABLE, new RegExp(`127\\.0\\.0\\.1:${port}`)),
+  );
+});
+
+test('images survive a restart, including kill -9', async (t) => {
+  const registry = await startRegistry();
+  t.after(() => registry.stop());
+  const img = await busyboxImage({ config: { Labels: { restart: 'yes' } } });
+  await pushImage(registry.url, 'test/restart', 'v1', img);
+  const first = await startDaemon();
+  await first.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/restart:v1` } });
+  assert.equal(await first.stop('SIGKILL'), 'SIGKILL');
+  const second = await startDaemon({ root: first.root });
+  t.after(async () => {
+    await second.dispose();
+    await first.dispose();
+  });
+  const st = await second.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/restart:v1` } });
+  assert.equal(st.image?.id, img.config.digest);
+  assert.deepEqual(st.image?.repo_tags, [`${registry.host}/test/restart:v1`]);
+});
+

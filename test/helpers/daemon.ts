@@ -1,0 +1,88 @@
+// Starts a real berthd (bin/berthd.js, the package entry) on a temp root, state dir and socket, and
+// gives tests a CRI client to it. Several can run side by side.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile, access } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CriClient } from '../../src/client/cri-client.ts';
+
+export const BERTHD = fileURLToPath(new URL('../../bin/berthd.js', import.meta.url));
+
+export interface DaemonOptions {
+  /** TOML written to the daemon's config file. */
+  config?: string;
+  /** Re-use a root (restart tests); a fresh temp root otherwise. */
+  root?: string;
+  extraArgs?: string[];
+}
+
+export interface TestDaemon {
+  root: string;
+  state: string;
+  socket: string;
+  configPath: string;
+  client: CriClient;
+  child: ChildProcess;
+  /** Everything the daemon wrote to stderr so far (pino JSON lines). */
+  logs(): string;
+  /** SIGTERM (or the given signal) and wait for exit; returns the exit code or signal. */
+  stop(signal?: NodeJS.Signals): Promise<number | string | null>;
+  /** stop() and remove the temp dirs (unless the root was passed in). */
+  dispose(): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
+  const base = await mkdtemp(join(tmpdir(), 'berthd-test-'));
+  const root = opts.root ?? join(base, 'root');
+  const state = join(base, 'state');
+  const socket = join(base, 'berth.sock');
+  const configPath = join(base, 'config.toml');
+  await writeFile(configPath, opts.config ?? '');
+  const child = spawn(
+    process.execPath,
+    [BERTHD, '--config', configPath, '--root', root, '--state', state, '--socket', socket, '--log-level', 'debug', ...(opts.extraArgs ?? [])],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig)));
+  const client = new CriClient(socket);
+  let disposed = false;
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | string | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return exited;
+  };
+  const daemon: TestDaemon = {
+    root,
+    state,
+    socket,
+    configPath,
+    client,
+    child,
+    logs: () => stderr,
+    stop,
+    dispose: async () => {
+      if (disposed) return;
+      disposed = true;
+      client.close();
+      await stop();
+      await rm(base, { recursive: true, force: true });
+    },
+  };
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) break;
+    try {
+      await access(socket);
+      await client.call('runtime', 'Version', {}, { timeoutMs: 2000 });
+      return daemon;
+    } catch {
+      await sleep(50);
+    }
+  }
+  await daemon.dispose();
+  throw new Error(`berthd did not come up on ${socket}:\n${stderr}`);
+}

@@ -1,0 +1,64 @@
+// The TOML config: defaults, every section, and refusal of typos and wrong types.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, defaultConfig, parseConfigText } from '../../src/config/config.ts';
+
+test('an empty file gives the embedded defaults', () => {
+  assert.deepEqual(parseConfigText(''), defaultConfig());
+  const d = defaultConfig();
+  assert.equal(d.socket, '/run/berth/berth.sock');
+  assert.equal(d.root, '/var/lib/berth');
+  assert.deepEqual(d.registry.plainHttpHosts.slice(0, 2), ['localhost', '127.0.0.1']);
+});
+
+test('mirrors, credentials and runtime handlers are read', () => {
+  const cfg = parseConfigText(`
+root = "/srv/berth"
+log_level = "debug"
+cgroup_driver = "systemd"
+[image]
+platform = "linux/arm64/v8"
+max_concurrent_downloads = 2
+[registry]
+plain_http = ["localhost", "registry.lan:5000"]
+[registry.hosts."docker.io"]
+mirrors = ["http://localhost:5000", "https://mirror.example.com"]
+[registry.hosts."registry.k8s.io"]
+mirrors = ["http://localhost:5000"]
+skip_upstream = true
+[registry.hosts."private.example.com"]
+username = "u"
+password = "p"
+ca_file = "/etc/ssl/private-ca.pem"
+[runtime]
+default_handler = "crun"
+[runtime.handlers.kata]
+path = "/opt/kata/bin/kata-runtime"
+`);
+  assert.equal(cfg.root, '/srv/berth');
+  assert.equal(cfg.cgroupDriver, 'systemd');
+  assert.equal(cfg.image.platform, 'linux/arm64/v8');
+  assert.equal(cfg.image.maxConcurrentDownloads, 2);
+  assert.deepEqual(cfg.registry.plainHttpHosts, ['localhost', 'registry.lan:5000']);
+  assert.deepEqual(cfg.registry.hosts['docker.io']?.mirrors, ['http://localhost:5000', 'https://mirror.example.com']);
+  assert.equal(cfg.registry.hosts['registry.k8s.io']?.skipUpstream, true);
+  assert.equal(cfg.registry.hosts['private.example.com']?.username, 'u');
+  assert.equal(cfg.registry.hosts['private.example.com']?.caFile, '/etc/ssl/private-ca.pem');
+  assert.equal(cfg.runtime.defaultHandler, 'crun');
+  assert.equal(cfg.runtime.handlers.kata?.path, '/opt/kata/bin/kata-runtime');
+  assert.equal(cfg.runtime.handlers.runc?.path, 'runc');
+});
+
+test('typos, wrong types and bad values are refused naming the key', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['roots = "/x"', /unknown config key roots/],
+    ['[registry.hosts."docker.io"]\nmirror = ["http://x"]', /unknown config key registry\.hosts\.docker\.io\.mirror/],
+    ['[registry.hosts."docker.io"]\nmirrors = ["ftp://x"]', /must be an http:\/\/ or https:\/\/ URL/],
+    ['log_level = "loud"', /log_level must be one of/],
+    ['[image]\nmax_concurrent_downloads = 0', /max_concurrent_downloads must be an integer from 1/],
+    ['[runtime]\ndefault_handler = "nope"', /default_handler "nope" is not in runtime\.handlers/],
+    ['root = 3', /root must be a string/],
+    ['this is not toml', /not valid TOML/],
+  ];
+  for (const [text, re] of cases) assert.throws(() => parseConfigText(text), (err: Error) => err instanceof ConfigError && re.test(err.message), text);
+});

@@ -69,7 +69,8 @@ export class Puller {
       chainId: chains[i] as string,
     }));
     const started = Date.now();
-    await Promise.all(layers.map((layer, i) => this.layer(ref, layer, i === 0 ? null : (chains[i - 1] as string), auth)));
+    // Settle every layer before answering, so a failed pull returns only after its temp files are gone.
+    throwFirst(await Promise.allSettled(layers.map((layer, i) => this.layer(ref, layer, i === 0 ? null : (chains[i - 1] as string), auth))));
     log.debug({ image: name, layers: layers.length, ms: Date.now() - started }, 'layers ready');
 
     return {
@@ -117,20 +118,37 @@ export class Puller {
       const head = await peek(source, 4);
       const verifier = new DigestVerifier(layer.diffId, `layer ${layer.digest} of ${formatName(ref)} (uncompressed)`);
       const stages: NodeJS.ReadWriteStream[] = [...(writer ? [new Tee(writer)] : []), decompressorFor(head), verifier];
-      await Promise.all([
-        pipeline(source, ...(stages as [NodeJS.ReadWriteStream])),
-        snapshots.unpack(layer.chainId, parent, layer.diffId, verifier).catch((err: unknown) => {
-          // The unpacker gave up (hostile tar, disk full): stop the download feeding it.
-          source.destroy();
-          throw err;
-        }),
-      ]);
+      throwFirst(
+        await Promise.allSettled([
+          pipeline(source, ...(stages as [NodeJS.ReadWriteStream])),
+          snapshots.unpack(layer.chainId, parent, layer.diffId, verifier).catch((err: unknown) => {
+            // The unpacker gave up (hostile tar, disk full): stop the download feeding it.
+            source.destroy();
+            throw err;
+          }),
+        ]),
+      );
       if (writer) await writer.commit();
     } catch (err) {
       if (writer) await writer.abort();
       throw err;
     }
   }
+}
+
+/**
+ * Throws the most telling failure among settled results. When one stage of a layer fails, the
+ * others fail too with a bland "aborted" or "premature close"; the cause is the one that says
+ * what went wrong (a BerthError, or a system error such as ENOSPC).
+ */
+function throwFirst(results: PromiseSettledResult<unknown>[]): void {
+  const errors = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+  if (errors.length === 0) return;
+  const telling =
+    errors.find((e) => e instanceof BerthError) ??
+    errors.find((e) => typeof (e as NodeJS.ErrnoException).syscall === 'string') ??
+    errors[0];
+  throw telling;
 }
 
 function indexEntries(bytes: Buffer, name: string): IndexEntry[] {

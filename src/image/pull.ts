@@ -16,7 +16,8 @@ import { MEDIA_TYPES, parseConfig, parseManifest, type ImageConfig } from './man
 import type { ImageRecord, LayerRecord } from './records.ts';
 import { chainIds } from '../util/digest.ts';
 import { BerthError } from '../util/errors.ts';
-import { DigestVerifier, Tee, decompressorFor, peek } from './layer-stream.ts';
+import { Tee } from '../snapshot/layer-stream.ts';
+import type { UnpackPool } from '../snapshot/unpack-pool.ts';
 import { Semaphore } from '../util/semaphore.ts';
 
 export interface PullerDeps {
@@ -26,6 +27,8 @@ export interface PullerDeps {
   log: Logger;
   platform: Platform;
   maxConcurrentDownloads: number;
+  /** Worker threads that decompress, verify and write layer files. */
+  unpackers: UnpackPool;
 }
 
 export class Puller {
@@ -56,6 +59,7 @@ export class Puller {
 
     const configBytes = await this.fetchSmallBlob(ref, manifest.config.digest, manifest.config.size, auth);
     const config = parseConfig(configBytes, name);
+    log.debug({ image: name, manifest: top.digest }, 'manifest and config fetched');
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== manifest.layers.length) {
       throw new BerthError('invalid-argument', `${name}: manifest has ${manifest.layers.length} layers but the config lists ${diffIds.length} diff IDs`);
@@ -70,7 +74,10 @@ export class Puller {
     }));
     const started = Date.now();
     // Settle every layer before answering, so a failed pull returns only after its temp files are gone.
-    throwFirst(await Promise.allSettled(layers.map((layer, i) => this.layer(ref, layer, i === 0 ? null : (chains[i - 1] as string), auth))));
+    // Biggest layers first: with a handful of download slots and unpack workers, starting the long
+    // jobs early keeps the last one from finishing alone.
+    const bySize = layers.map((layer, i) => ({ layer, parent: i === 0 ? null : (chains[i - 1] as string) })).sort((a, b) => b.layer.size - a.layer.size);
+    throwFirst(await Promise.allSettled(bySize.map(({ layer, parent }) => this.layer(ref, layer, parent, auth))));
     log.debug({ image: name, layers: layers.length, ms: Date.now() - started }, 'layers ready');
 
     return {
@@ -114,21 +121,20 @@ export class Puller {
       ? await content.createReadStream(layer.digest)
       : (await registry.fetchBlob(ref, layer.digest, { auth })).body;
     const writer = haveBlob ? undefined : content.writer(expected);
+    const what = `layer ${layer.digest} of ${formatName(ref)} (uncompressed)`;
+    const started = Date.now();
     try {
-      const head = await peek(source, 4);
-      const verifier = new DigestVerifier(layer.diffId, `layer ${layer.digest} of ${formatName(ref)} (uncompressed)`);
-      const stages: NodeJS.ReadWriteStream[] = [...(writer ? [new Tee(writer)] : []), decompressorFor(head), verifier];
-      throwFirst(
-        await Promise.allSettled([
-          pipeline(source, ...(stages as [NodeJS.ReadWriteStream])),
-          snapshots.unpack(layer.chainId, parent, layer.diffId, verifier).catch((err: unknown) => {
-            // The unpacker gave up (hostile tar, disk full): stop the download feeding it.
-            source.destroy();
-            throw err;
-          }),
-        ]),
-      );
+      const info = await snapshots.unpackWith(layer.chainId, parent, layer.diffId, {
+        fill: (dir) => this.deps.unpackers.unpack(dir, source, writer ? [new Tee(writer)] : [], layer.diffId, what),
+        // Another pull made the snapshot meanwhile: keep the blob, if we were fetching it.
+        skip: async () => {
+          if (writer) await pipeline(source, writer);
+          else source.destroy();
+        },
+        cancel: () => source.destroy(),
+      });
       if (writer) await writer.commit();
+      this.deps.log.debug({ layer: layer.digest, bytes: layer.size, unpacked: info.size, inodes: info.inodes, ms: Date.now() - started }, 'layer ready');
     } catch (err) {
       if (writer) await writer.abort();
       throw err;

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import { ContentStore } from '../content/store.ts';
 import { SnapshotStore } from '../snapshot/store.ts';
+import { UnpackPool } from '../snapshot/unpack-pool.ts';
 import { RegistryClient } from './registry/client.ts';
 import type { PullAuth } from './registry/config.ts';
 import { formatDigested, formatName, formatTagged, parseReference } from './reference.ts';
@@ -40,6 +41,7 @@ export class ImageService {
   private readonly snapshots: SnapshotStore;
   private readonly registry: RegistryClient;
   private readonly puller: Puller;
+  private readonly unpackers = new UnpackPool();
   /** Whole-image pulls in progress, by canonical reference, so concurrent PullImage calls share one. */
   private readonly pulls = new Map<string, Promise<string>>();
   /** Pulls and GC exclude each other: GC must not sweep blobs a pull has written but not yet named. */
@@ -65,6 +67,7 @@ export class ImageService {
       log,
       platform: parsePlatform(config.image.platform),
       maxConcurrentDownloads: config.image.maxConcurrentDownloads,
+      unpackers: this.unpackers,
     });
   }
 
@@ -74,12 +77,14 @@ export class ImageService {
     await this.snapshots.cleanup();
     await this.records.load();
     await this.runGc();
+    this.unpackers.warm();
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.pulls.values()]);
     await this.gcRunning;
     this.registry.close();
+    await this.unpackers.close();
   }
 
   list(filter?: string): ImageRecordView[] {

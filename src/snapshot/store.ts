@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 import { chainIds, digestHex, isDigest } from '../util/digest.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
-import { unpackLayer } from './unpack.ts';
+import { unpackLayer, type UnpackStats } from './unpack.ts';
 
 const TMP_PREFIX = '.tmp-';
 const HEX_RE = /^[a-f0-9]{64}$/;
@@ -33,6 +33,16 @@ export interface SnapshotInfo {
   /** Inodes this layer created (files, directories, whiteouts): an estimate for ImageFsInfo. */
   inodes: number;
   createdAt: string;
+}
+
+/** Where a new snapshot's files come from. */
+export interface LayerFiller {
+  /** Writes the layer into `fsDir` (empty, exists). */
+  fill(fsDir: string): Promise<UnpackStats>;
+  /** The snapshot exists already: consume or drop the input so its producer finishes. */
+  skip(): Promise<void>;
+  /** The unpack failed: stop the producer. */
+  cancel(): void;
 }
 
 export interface SnapshotStoreOptions {
@@ -90,19 +100,32 @@ export class SnapshotStore {
   }
 
   /**
-   * Unpack an uncompressed layer tar as snapshot `chainId`. Concurrent calls for the same chain ID
-   * share one unpack (the extra streams are drained so their producers finish); an existing snapshot
-   * is returned as is.
+   * Unpack an uncompressed layer tar as snapshot `chainId`, in this thread. Concurrent calls for
+   * the same chain ID share one unpack (the extra streams are drained so their producers finish);
+   * an existing snapshot is returned as is.
    */
   unpack(chainId: string, parent: string | null, diffId: string, tar: Readable): Promise<SnapshotInfo> {
     // The stream may fail before the unpacker starts reading; a failed stream still throws its
     // error into the reader later, so this listener only prevents an "unhandled 'error'" crash.
     tar.on('error', () => {});
+    return this.unpackWith(chainId, parent, diffId, {
+      fill: (fsDir) => unpackLayer(tar, fsDir),
+      skip: () => discard(tar),
+      // nobody will read the rest: stop its producer instead of leaving it stalled
+      cancel: () => tar.destroy(),
+    });
+  }
+
+  /**
+   * Create snapshot `chainId` by letting `source.fill` write the layer into an empty directory
+   * (the pull pipeline fills it from a worker thread). Same sharing and atomicity as unpack().
+   */
+  unpackWith(chainId: string, parent: string | null, diffId: string, source: LayerFiller): Promise<SnapshotInfo> {
     const running = this.#inFlight.get(chainId);
-    if (running !== undefined) return discard(tar).then(() => running);
-    const job = this.#unpackOnce(chainId, parent, diffId, tar)
+    if (running !== undefined) return source.skip().then(() => running);
+    const job = this.#unpackOnce(chainId, parent, diffId, source)
       .catch((err: unknown) => {
-        tar.destroy(); // nobody will read the rest: stop its producer instead of leaving it stalled
+        source.cancel();
         throw err;
       })
       .finally(() => this.#inFlight.delete(chainId));
@@ -152,20 +175,20 @@ export class SnapshotStore {
     return removed;
   }
 
-  async #unpackOnce(chainId: string, parent: string | null, diffId: string, tar: Readable): Promise<SnapshotInfo> {
+  async #unpackOnce(chainId: string, parent: string | null, diffId: string, source: LayerFiller): Promise<SnapshotInfo> {
     validateChain(chainId, parent, diffId);
     const hex = digestHex(chainId);
     const index = await this.#loadIndex();
     const existing = index.get(hex);
     if (existing !== undefined) {
-      await discard(tar);
+      await source.skip();
       return existing;
     }
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const tmp = await mkdtemp(join(this.root, TMP_PREFIX));
     this.#ownTemps.add(tmp);
     try {
-      const info = await this.#fill(tmp, chainId, parent, diffId, tar);
+      const info = await this.#fill(tmp, chainId, parent, diffId, source);
       const winner = await this.#commit(tmp, hex, info);
       index.set(hex, winner);
       return winner;
@@ -175,10 +198,10 @@ export class SnapshotStore {
     }
   }
 
-  async #fill(tmp: string, chainId: string, parent: string | null, diffId: string, tar: Readable): Promise<SnapshotInfo> {
+  async #fill(tmp: string, chainId: string, parent: string | null, diffId: string, source: LayerFiller): Promise<SnapshotInfo> {
     const fs = join(tmp, 'fs');
     await mkdir(fs, { mode: 0o755 });
-    const stats = await unpackLayer(tar, fs);
+    const stats = await source.fill(fs);
     if (this.#syncData) await syncFilesystem(fs);
     const info: SnapshotInfo = {
       chainId,

@@ -4,7 +4,7 @@
 // ratio and berthd's peak RSS. Not a test: it asserts nothing, it measures.
 //
 //   node --import tsx test/bench/cold-pull.ts [--runs N] [--scale S]
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, access, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,7 +74,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   },
 };
 
+/** Flush dirty pages (the image build, the previous run) so writeback does not land inside a timed pull, then drop caches. */
 async function dropCaches(): Promise<void> {
+  spawnSync('sync');
   try {
     await writeFile('/proc/sys/vm/drop_caches', '3');
   } catch {

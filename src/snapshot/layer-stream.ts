@@ -42,11 +42,18 @@ export async function peek(stream: Readable, bytes: number): Promise<Buffer> {
   return head.subarray(0, bytes);
 }
 
+/**
+ * Decompressed bytes buffered ahead of the tar reader. The reader blocks in file-system calls; a
+ * deep buffer lets inflate keep running on libuv's pool meanwhile instead of taking turns with it.
+ */
+const BUFFERED = 8 << 20;
+const INFLATE_OPTIONS = { chunkSize: 256 * 1024, highWaterMark: BUFFERED };
+
 /** A decompressor matching the stream's magic bytes: gzip, zstd, or none (plain tar). */
 export function decompressorFor(head: Buffer): Transform {
-  if (head[0] === 0x1f && head[1] === 0x8b) return createGunzip({ chunkSize: 256 * 1024 });
-  if (head.readUInt32LE(0) === 0xfd2fb528) return createZstdDecompress({ chunkSize: 256 * 1024 });
-  return new PassThrough();
+  if (head[0] === 0x1f && head[1] === 0x8b) return createGunzip(INFLATE_OPTIONS);
+  if (head.readUInt32LE(0) === 0xfd2fb528) return createZstdDecompress(INFLATE_OPTIONS);
+  return new PassThrough({ highWaterMark: BUFFERED });
 }
 
 /** Passes bytes through and fails at the end unless their sha256 is `expected`. */
@@ -55,7 +62,7 @@ export class DigestVerifier extends Transform {
   private readonly expected: string;
   private readonly what: string;
   constructor(expected: string, what: string) {
-    super();
+    super({ highWaterMark: BUFFERED });
     this.expected = expected;
     this.what = what;
   }

@@ -1,0 +1,184 @@
+// A small pool of unpack worker threads (see unpack-worker.ts) and the Writable that feeds one.
+// Workers are reused across layers and pulls; idle ones don't keep the daemon alive.
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { Writable, type Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { UnpackStats } from './unpack.ts';
+import type { InMessage, OutMessage, WireError } from './unpack-worker.ts';
+import { BerthError } from '../util/errors.ts';
+
+const WORKER_URL = new URL('./unpack-worker.ts', import.meta.url);
+/** Compressed bytes posted but not yet taken by the worker; past this the download waits. */
+const MAX_IN_FLIGHT = 8 << 20;
+
+function fromWire(e: WireError): Error {
+  if (e.kind) return new BerthError(e.kind, e.message);
+  return Object.assign(new Error(e.message), e.code ? { code: e.code } : {}, e.syscall ? { syscall: e.syscall } : {});
+}
+
+/** Streams compressed layer bytes into a worker; finishes once the worker has written every file. */
+class WorkerSink extends Writable {
+  private readonly worker: Worker;
+  private inFlight = 0;
+  private waitingForAck: (() => void) | undefined;
+  private finalCallback: ((err?: Error | null) => void) | undefined;
+  private outcome: { stats: UnpackStats } | { error: Error } | undefined;
+  stats: UnpackStats | undefined;
+
+  constructor(worker: Worker, start: Omit<Extract<InMessage, { type: 'start' }>, 'type'>) {
+    super({ highWaterMark: 1 << 20 });
+    this.worker = worker;
+    worker.on('message', this.onMessage);
+    worker.once('error', this.onWorkerError);
+    this.send({ type: 'start', ...start });
+  }
+
+  private send(msg: InMessage): void {
+    this.worker.postMessage(msg);
+  }
+
+  private readonly onMessage = (msg: OutMessage): void => {
+    if (msg.type === 'ack') {
+      this.inFlight -= msg.bytes;
+      if (this.inFlight < MAX_IN_FLIGHT / 2 && this.waitingForAck) {
+        const resume = this.waitingForAck;
+        this.waitingForAck = undefined;
+        resume();
+      }
+      return;
+    }
+    this.settle(msg.type === 'done' ? { stats: msg.stats } : { error: fromWire(msg.error) });
+  };
+
+  private readonly onWorkerError = (err: Error): void => this.settle({ error: err });
+
+  /** The worker's verdict: completes the stream, or fails it so the pipeline sees why. */
+  private settle(outcome: { stats: UnpackStats } | { error: Error }): void {
+    if (this.outcome) return;
+    this.outcome = outcome;
+    this.worker.off('message', this.onMessage);
+    this.worker.off('error', this.onWorkerError);
+    const resume = this.waitingForAck;
+    this.waitingForAck = undefined;
+    if ('stats' in outcome) {
+      this.stats = outcome.stats;
+      this.finalCallback?.();
+    } else if (this.finalCallback) {
+      this.finalCallback(outcome.error);
+    } else {
+      this.destroy(outcome.error);
+    }
+    resume?.();
+  }
+
+  get settled(): boolean {
+    return this.outcome !== undefined;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.outcome) {
+      // The worker already failed (or finished early): swallow the rest; _final reports it.
+      cb();
+      return;
+    }
+    // A copy, not a transfer: network chunks may share one pooled ArrayBuffer.
+    this.send({ type: 'chunk', data: chunk });
+    this.inFlight += chunk.length;
+    if (this.inFlight < MAX_IN_FLIGHT) cb();
+    else this.waitingForAck = () => cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.outcome) {
+      cb('error' in this.outcome ? this.outcome.error : null);
+      return;
+    }
+    this.finalCallback = cb;
+    this.send({ type: 'end' });
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.outcome) this.send({ type: 'abort' });
+    cb(err);
+  }
+}
+
+export class UnpackPool {
+  private readonly idle: Worker[] = [];
+  private readonly waiters: Array<(w: Worker) => void> = [];
+  private readonly all = new Set<Worker>();
+  private readonly size: number;
+
+  constructor(size = Math.max(2, availableParallelism())) {
+    this.size = size;
+  }
+
+  /**
+   * Starts every worker now, so the first pull does not pay for thread start-up and module
+   * loading (a few hundred ms on a small node).
+   */
+  warm(): void {
+    while (this.all.size < this.size) this.release(this.spawn(), true);
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(WORKER_URL);
+    this.all.add(worker);
+    worker.once('exit', () => {
+      this.all.delete(worker);
+      const i = this.idle.indexOf(worker);
+      if (i >= 0) this.idle.splice(i, 1);
+    });
+    return worker;
+  }
+
+  private async acquire(): Promise<Worker> {
+    const ready = this.idle.pop();
+    if (ready) {
+      ready.ref();
+      return ready;
+    }
+    if (this.all.size < this.size) return this.spawn();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private release(worker: Worker, healthy: boolean): void {
+    if (!healthy) {
+      // A worker whose layer failed midway may still hold half a stream: replace it, and hand the
+      // replacement to whoever is waiting, or that layer would wait forever.
+      this.all.delete(worker);
+      void worker.terminate();
+      worker = this.spawn();
+    }
+    const next = this.waiters.shift();
+    if (next) {
+      next(worker);
+      return;
+    }
+    worker.unref();
+    this.idle.push(worker);
+  }
+
+  /**
+   * Pipes `source` through `through` (e.g. a tee into the content store) into a worker that
+   * decompresses, verifies `diffId` and unpacks into `dir`.
+   */
+  async unpack(dir: string, source: Readable, through: Transform[], diffId: string, what: string): Promise<UnpackStats> {
+    const worker = await this.acquire();
+    const sink = new WorkerSink(worker, { dir, diffId, what });
+    let healthy = false;
+    try {
+      await pipeline([source, ...through, sink]);
+      if (!sink.stats) throw new BerthError('internal', `${what}: unpack worker ended without a result`);
+      healthy = true;
+      return sink.stats;
+    } finally {
+      this.release(worker, healthy && sink.settled);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.all].map((w) => w.terminate()));
+  }
+}

@@ -1,0 +1,83 @@
+// Worker-thread side of layer unpacking. The main thread streams the compressed layer in; this
+// thread decompresses it, checks its diff ID and writes the files. Creating ~10k files is mostly
+// kernel time spent in blocking syscalls; doing it here keeps the daemon's event loop (gRPC, HTTP,
+// hashing) free and lets several layers use several cores.
+//
+// Protocol (one layer per worker at a time):
+//   in:  {type:'start', dir, diffId, what}  {type:'chunk', data}*  {type:'end'} | {type:'abort'}
+//   out: {type:'ack', bytes}*  then  {type:'done', stats} | {type:'error', error}
+import { parentPort } from 'node:worker_threads';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestVerifier, decompressorFor, peek } from './layer-stream.ts';
+import { unpackLayer, type UnpackStats } from './unpack.ts';
+import { BerthError, type ErrorKind } from '../util/errors.ts';
+
+export interface StartMessage {
+  type: 'start';
+  dir: string;
+  diffId: string;
+  what: string;
+}
+export type InMessage = StartMessage | { type: 'chunk'; data: Uint8Array } | { type: 'end' } | { type: 'abort' };
+
+/** An error as it crosses the thread boundary: enough to rebuild a BerthError or an errno error. */
+export interface WireError {
+  message: string;
+  kind?: ErrorKind;
+  code?: string;
+  syscall?: string;
+}
+export type OutMessage = { type: 'ack'; bytes: number } | { type: 'done'; stats: UnpackStats } | { type: 'error'; error: WireError };
+
+function toWire(err: unknown): WireError {
+  if (err instanceof BerthError) return { message: err.message, kind: err.kind };
+  const e = err as NodeJS.ErrnoException;
+  return { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}), ...(e?.syscall ? { syscall: e.syscall } : {}) };
+}
+
+async function unpack(start: StartMessage, input: PassThrough): Promise<UnpackStats> {
+  const head = await peek(input, 4);
+  const verifier = new DigestVerifier(start.diffId, start.what);
+  const [piped, unpacked] = await Promise.allSettled([pipeline(input, decompressorFor(head), verifier), unpackLayer(verifier, start.dir)]);
+  // The unpacker's error says more than the "premature close" it causes upstream, and vice versa
+  // a digest mismatch says more than the unpacker seeing its input destroyed.
+  if (piped.status === 'rejected' && piped.reason instanceof BerthError) throw piped.reason;
+  if (unpacked.status === 'rejected') throw unpacked.reason;
+  if (piped.status === 'rejected') throw piped.reason;
+  return unpacked.value;
+}
+
+const port = parentPort;
+if (port) {
+  let input: PassThrough | undefined;
+  const post = (msg: OutMessage): void => port.postMessage(msg);
+  port.on('message', (msg: InMessage) => {
+    switch (msg.type) {
+      case 'start': {
+        const stream = new PassThrough({ highWaterMark: 1 << 20 });
+        input = stream;
+        unpack(msg, stream).then(
+          (stats) => post({ type: 'done', stats }),
+          (err: unknown) => {
+            stream.destroy();
+            post({ type: 'error', error: toWire(err) });
+          },
+        );
+        break;
+      }
+      case 'chunk': {
+        const bytes = msg.data.byteLength;
+        if (!input || input.destroyed) post({ type: 'ack', bytes });
+        else input.write(msg.data, () => post({ type: 'ack', bytes }));
+        break;
+      }
+      case 'end':
+        input?.end();
+        break;
+      case 'abort':
+        input?.destroy(new Error('layer download aborted'));
+        break;
+    }
+  });
+}

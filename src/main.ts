@@ -117,16 +117,7 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
       process.once('SIGINT', stop);
     });
     // Let in-flight RPCs finish briefly, then cut the rest so shutdown never hangs.
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 5000);
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await server.shutdown(5000);
     await images.close();
     await rm(config.socket, { force: true });
   } finally {

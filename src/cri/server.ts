@@ -12,14 +12,18 @@ import {
   type UntypedHandleCall,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
+import { createServer, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { loadCri } from './proto.ts';
+import { AuthorityRewriter } from './authority-rewriter.ts';
 import { toStatus } from './errors.ts';
 import { HANDLERS, type AnyHandler } from './handlers.ts';
 import type { CriContext } from './rpc.ts';
 
-function unimplemented(service: string, method: string): UntypedHandleCall {
+function unimplemented(service: string, method: string, ctx: CriContext): UntypedHandleCall {
   const details = `${service}.${method} is not implemented by berth yet`;
   return ((call: ServerWritableStream<unknown, unknown>, callback?: sendUnaryData<unknown>) => {
+    ctx.log.debug({ rpc: `${service}.${method}` }, 'unimplemented rpc called');
     if (callback) callback({ code: Status.UNIMPLEMENTED, details });
     else call.emit('error', { code: Status.UNIMPLEMENTED, details });
   }) as UntypedHandleCall;
@@ -69,20 +73,63 @@ function implement(name: 'RuntimeService' | 'ImageService', ctx: CriContext): [S
   const handlers: Record<string, AnyHandler | undefined> = HANDLERS[name];
   for (const method of Object.keys(definition)) {
     const handler = handlers[method];
-    impl[method] = handler ? wrap(name, method, handler, ctx) : unimplemented(name, method);
+    impl[method] = handler ? wrap(name, method, handler, ctx) : unimplemented(name, method, ctx);
   }
   return [definition, impl];
 }
 
-/** Starts serving CRI on `unix://<socketPath>`; the caller owns the socket file's mode and removal. */
-export async function startCriServer(socketPath: string, ctx: CriContext): Promise<Server> {
+export interface CriServer {
+  /** Lets in-flight RPCs finish for up to `graceMs`, then cuts the rest; closes the socket. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/**
+ * Serves CRI on the unix socket at `socketPath`. berth owns the listening socket and hands each
+ * connection to grpc-js through an AuthorityRewriter (see authority-rewriter.ts), so kubelets
+ * that send the socket path as `:authority` are served too. The caller sets the socket's mode.
+ */
+export async function startCriServer(socketPath: string, ctx: CriContext): Promise<CriServer> {
   const server = new Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.max_send_message_length': 16 * 1024 * 1024,
   });
   for (const name of ['RuntimeService', 'ImageService'] as const) server.addService(...implement(name, ctx));
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const connections = new Set<Socket>();
+  const listener = createServer((socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+    const rewriter = new AuthorityRewriter();
+    rewriter.once('error', (err) => {
+      ctx.log.warn({ err: err.message }, 'dropping a CRI connection whose HTTP/2 headers could not be decoded');
+      socket.destroy();
+    });
+    socket.once('error', () => socket.destroy());
+    injector.injectConnection(Duplex.from({ readable: socket.pipe(rewriter), writable: socket }));
   });
-  return server;
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(socketPath, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    shutdown: async (graceMs) => {
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      injector.destroy();
+      for (const socket of connections) socket.destroy();
+      await closed;
+    },
+  };
 }

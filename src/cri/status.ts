@@ -1,6 +1,18 @@
 // Status: whether the runtime and the pod network are ready, with a reason when they are not.
 import type { UnaryRpc } from './rpc.ts';
 import type { RuntimeCondition, StatusRequest, StatusResponse } from './types.ts';
+import type { RegistryConfig } from '../image/registry/config.ts';
+
+/** Registry settings for `crictl info`: mirrors and TLS choices, never credentials. */
+function redactedRegistry(registry: RegistryConfig): object {
+  const hosts = Object.fromEntries(
+    Object.entries(registry.hosts).map(([domain, h]) => [
+      domain,
+      { mirrors: h.mirrors ?? [], skipUpstream: h.skipUpstream ?? false, plainHttp: h.plainHttp ?? false, caFile: h.caFile, credentials: Boolean(h.username || h.auth || h.identityToken || h.registryToken) },
+    ]),
+  );
+  return { plainHttpHosts: registry.plainHttpHosts, hosts };
+}
 
 export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) => {
   const probe = await ctx.probe.check();
@@ -19,7 +31,7 @@ export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) 
     },
   ];
   const info: Record<string, string> = {};
-  if (req.verbose) info.config = JSON.stringify({ ...ctx.config, registry: { plainHttpHosts: ctx.config.registry.plainHttpHosts } });
+  if (req.verbose) info.config = JSON.stringify({ ...ctx.config, registry: redactedRegistry(ctx.config.registry) });
   return {
     status: { conditions },
     info,

@@ -58,7 +58,7 @@ export class ImageService {
     this.registry = new RegistryClient({
       config: config.registry,
       retry: { attempts: config.image.pullAttempts },
-      logger: log.child({ component: 'registry' }),
+      logger: log.child({ registry: true }),
     });
     this.puller = new Puller({
       registry: this.registry,
@@ -87,12 +87,21 @@ export class ImageService {
     await this.unpackers.close();
   }
 
+  /**
+   * Every image, or those a filter names. A filter with a tag, digest or ID matches one image; a
+   * bare repository (`busybox`, `registry.k8s.io/pause`) matches every image tagged in it, as
+   * `crictl images busybox` and `docker images busybox` expect.
+   */
   list(filter?: string): ImageRecordView[] {
-    if (filter) {
-      const one = this.find(filter);
-      return one ? [one] : [];
+    const all = [...this.records.images.values()].map((rec) => this.view(rec)).sort((a, b) => a.id.localeCompare(b.id));
+    if (!filter) return all;
+    const repo = bareRepository(filter);
+    if (repo) {
+      const inRepo = all.filter((img) => [...img.repoTags, ...img.repoDigests].some((n) => n.startsWith(`${repo}:`) || n.startsWith(`${repo}@`)));
+      if (inRepo.length > 0) return inRepo;
     }
-    return [...this.records.images.values()].map((rec) => this.view(rec)).sort((a, b) => a.id.localeCompare(b.id));
+    const one = this.find(filter);
+    return one ? [one] : [];
   }
 
   /**
@@ -228,6 +237,16 @@ export class ImageService {
 
 function key(ref: ReturnType<typeof parseReference>): string {
   return ref.digest ? formatDigested(ref) : formatTagged(ref);
+}
+
+/** `domain/path` when `text` names a repository with neither tag nor digest; otherwise undefined. */
+function bareRepository(text: string): string | undefined {
+  try {
+    const ref = parseReference(text, { defaultTag: false });
+    return ref.tag === undefined && ref.digest === undefined ? formatName(ref) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `1000`, `1000:1000` → uid; `www`, `www:www` → username; empty → neither (root by default). */

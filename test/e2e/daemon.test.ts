@@ -4,11 +4,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { stat, access } from 'node:fs/promises';
+import { connect as connectHttp2 } from 'node:http2';
+import { connect } from 'node:net';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { BERTHD, startDaemon } from '../helpers/daemon.ts';
 
 test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
-  const d = await startDaemon({ config: 'cgroup_driver = "systemd"\n[network]\ncni_conf_dir = "/nonexistent/cni"\n' });
+  const d = await startDaemon({
+    config: [
+      'cgroup_driver = "systemd"',
+      '[network]',
+      'cni_conf_dir = "/nonexistent/cni"',
+      '[registry.hosts."docker.io"]',
+      'mirrors = ["http://localhost:5000"]',
+      'username = "alice"',
+      'password = "hunter2-secret"',
+    ].join('\n'),
+  });
   t.after(() => d.dispose());
 
   const version = await d.client.call<{ runtime_name: string; runtime_api_version: string; runtime_version: string }>('runtime', 'Version', { version: 'v1' });
@@ -24,6 +36,11 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
   assert.match(network.message, /\/nonexistent\/cni/);
   const runtime = st.status.conditions.find((c) => c.type === 'RuntimeReady');
   assert.equal(runtime?.status, true, `runc should be found: ${runtime?.message}`);
+
+  const verbose = await d.client.call<{ info: Record<string, string> }>('runtime', 'Status', { verbose: true });
+  const shown = verbose.info.config ?? '';
+  assert.match(shown, /localhost:5000/, 'verbose Status shows the mirrors');
+  assert.doesNotMatch(shown, /hunter2-secret|alice/, 'but never credentials');
 
   const rc = await d.client.call<{ linux: { cgroup_driver: string } }>('runtime', 'RuntimeConfig', {});
   assert.equal(rc.linux.cgroup_driver, 'SYSTEMD');
@@ -97,4 +114,34 @@ test('bad flags and bad config are refused with a message, not a crash', () => {
   const missing = spawnSync(process.execPath, [BERTHD, '--config', '/nonexistent/berth.toml'], { encoding: 'utf8' });
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /cannot read config \/nonexistent\/berth.toml/);
+});
+
+test('clients that send the socket path as :authority (Go gRPC, kubelet 1.26–1.30) are served', async (t) => {
+  const d = await startDaemon();
+  t.after(() => d.dispose());
+  const session = connectHttp2('http://localhost', { createConnection: () => connect(d.socket) });
+  t.after(() => session.close());
+  // Several calls on one connection, so HPACK state across header blocks is exercised too.
+  for (let i = 0; i < 3; i++) {
+    const req = session.request({
+      ':method': 'POST',
+      ':path': '/runtime.v1.RuntimeService/Version',
+      ':authority': d.socket,
+      'content-type': 'application/grpc',
+      'user-agent': `grpc-go/1.51.0 call-${i}`,
+      te: 'trailers',
+    });
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    const trailers = new Promise<Record<string, unknown>>((resolve, reject) => {
+      req.on('trailers', (h) => resolve(h));
+      req.on('error', reject);
+      req.on('close', () => reject(new Error(`stream closed without trailers (rst code ${req.rstCode})`)));
+    });
+    // gRPC framing: no compression flag, 4-byte length, empty VersionRequest.
+    req.end(Buffer.from([0, 0, 0, 0, 0]));
+    const tr = await trailers;
+    assert.equal(tr['grpc-status'], '0', `call ${i}: ${String(tr['grpc-message'])}`);
+    assert.ok(Buffer.concat(chunks).includes(Buffer.from('berth')), 'the response names the runtime');
+  }
 });

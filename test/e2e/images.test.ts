@@ -99,6 +99,8 @@ describe('image service', () => {
 
     const filtered = await daemon.client.call<{ images: Image[] }>('image', 'ListImages', { filter: { image: { image: 'busybox:latest' } } });
     assert.deepEqual(filtered.images.map((i) => i.id), [busybox.config.digest]);
+    const byRepo = await daemon.client.call<{ images: Image[] }>('image', 'ListImages', { filter: { image: { image: 'docker.io/library/busybox' } } });
+    assert.deepEqual(byRepo.images.map((i) => i.id), [busybox.config.digest], 'a bare repository matches its tagged images');
     const none = await daemon.client.call<{ images: Image[] }>('image', 'ListImages', { filter: { image: { image: 'busybox:nope' } } });
     assert.deepEqual(none.images, []);
   });

@@ -14,8 +14,9 @@ export type AnyHandler =
   | { kind: 'unary'; fn: (req: unknown, ctx: CriContext) => Promise<unknown> }
   | { kind: 'stream'; fn: (req: unknown, ctx: CriContext) => AsyncIterable<unknown> };
 
-const unary = <Req, Res>(fn: UnaryRpc<Req, Res>): AnyHandler => ({ kind: 'unary', fn: fn as AnyHandler['fn'] as never });
-const stream = <Req, Res>(fn: StreamRpc<Req, Res>): AnyHandler => ({ kind: 'stream', fn: fn as never });
+// The request types are erased here: grpc-js hands over decoded messages of the RPC's own type.
+const unary = <Req, Res>(fn: UnaryRpc<Req, Res>): AnyHandler => ({ kind: 'unary', fn: fn as UnaryRpc<unknown, unknown> });
+const stream = <Req, Res>(fn: StreamRpc<Req, Res>): AnyHandler => ({ kind: 'stream', fn: fn as StreamRpc<unknown, unknown> });
 
 export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, AnyHandler>> = {
   RuntimeService: {

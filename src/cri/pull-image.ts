@@ -2,12 +2,12 @@
 import type { UnaryRpc } from './rpc.ts';
 import type { PullImageRequest, PullImageResponse } from './types.ts';
 import { requireImageName } from './image-view.ts';
-import type { PullCredentials } from '../image/service.ts';
+import type { PullAuth } from '../image/registry/config.ts';
 
 export const pullImage: UnaryRpc<PullImageRequest, PullImageResponse> = async (req, ctx) => {
   const name = requireImageName(req.image, 'PullImage');
   const a = req.auth;
-  const credentials: PullCredentials | undefined =
+  const credentials: PullAuth | undefined =
     a && (a.username || a.password || a.auth || a.identity_token || a.registry_token)
       ? {
           username: a.username || undefined,

@@ -2,13 +2,7 @@
 // malformed document fails with a message naming the image instead of a TypeError deep in a pull.
 import { BerthError } from '../util/errors.ts';
 import { isDigest } from '../util/digest.ts';
-
-export const MEDIA_TYPES = {
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-} as const;
+import { isImageManifestMediaType } from './registry/media-types.ts';
 
 /** Layer media types berth can unpack; compression is detected from the bytes themselves. */
 const LAYER_TYPES = new Set([
@@ -71,7 +65,7 @@ function descriptor(value: unknown, image: string, what: string): Descriptor {
 }
 
 export function parseManifest(bytes: Buffer, mediaType: string, image: string): Manifest {
-  if (mediaType !== MEDIA_TYPES.dockerManifest && mediaType !== MEDIA_TYPES.ociManifest) {
+  if (!isImageManifestMediaType(mediaType)) {
     throw invalid(image, `unsupported manifest media type ${mediaType}`);
   }
   const doc = parseJson(bytes, image, 'manifest');

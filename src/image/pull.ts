@@ -11,8 +11,9 @@ import type { SnapshotStore } from '../snapshot/store.ts';
 import type { RegistryClient } from './registry/client.ts';
 import type { PullAuth } from './registry/config.ts';
 import { selectManifest, type IndexEntry, type Platform } from './registry/platform.ts';
-import { formatName, type ImageRef } from './reference.ts';
-import { MEDIA_TYPES, parseConfig, parseManifest, type ImageConfig } from './manifest.ts';
+import { formatName, manifestReference, type ImageRef } from './reference.ts';
+import { parseConfig, parseManifest, type ImageConfig } from './manifest.ts';
+import { isIndexMediaType } from './registry/media-types.ts';
 import type { ImageRecord, LayerRecord } from './records.ts';
 import { chainIds } from '../util/digest.ts';
 import { BerthError } from '../util/errors.ts';
@@ -46,9 +47,9 @@ export class Puller {
   async pull(ref: ImageRef, auth: PullAuth | undefined): Promise<ImageRecord> {
     const { registry, content, log } = this.deps;
     const name = formatName(ref);
-    let top = await registry.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', { auth });
+    let top = await registry.getManifest(ref, manifestReference(ref), { auth });
     let indexDigest: string | undefined;
-    if (top.mediaType === MEDIA_TYPES.dockerManifestList || top.mediaType === MEDIA_TYPES.ociIndex) {
+    if (isIndexMediaType(top.mediaType)) {
       await content.put(top.digest, top.bytes);
       indexDigest = top.digest;
       const chosen = selectManifest(indexEntries(top.bytes, name), this.deps.platform, name);

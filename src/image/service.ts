@@ -9,15 +9,13 @@ import { SnapshotStore } from '../snapshot/store.ts';
 import { UnpackPool } from '../snapshot/unpack-pool.ts';
 import { RegistryClient } from './registry/client.ts';
 import type { PullAuth } from './registry/config.ts';
-import { formatDigested, formatName, formatTagged, parseReference } from './reference.ts';
+import { formatDigested, formatName, formatTagged, parseReference, type ImageRef } from './reference.ts';
 import { ImageRecords, type ImageRecord } from './records.ts';
 import { Puller } from './pull.ts';
 import { parsePlatform } from './registry/platform.ts';
 import { parseConfig } from './manifest.ts';
 import { collectGarbage } from './gc.ts';
 import { invalidArgument } from '../util/errors.ts';
-
-export type PullCredentials = PullAuth;
 
 /** What the CRI reports about one image. */
 export interface ImageRecordView {
@@ -123,8 +121,7 @@ export class ImageService {
       if (!idMatch) throw err;
     }
     if (ref) {
-      const name = ref.digest ? formatDigested(ref) : formatTagged(ref);
-      const named = this.records.names.get(name);
+      const named = this.records.names.get(canonicalName(ref));
       if (named) return this.records.images.get(named.id);
     }
     if (idMatch) {
@@ -168,15 +165,15 @@ export class ImageService {
   /** Pulls (or re-uses a concurrent pull of) an image and returns its ID. */
   async pull(reference: string, auth?: PullAuth): Promise<string> {
     const ref = parseReference(reference);
-    const key = ref.digest ? formatDigested(ref) : formatTagged(ref);
-    const running = this.pulls.get(key);
+    const name = canonicalName(ref);
+    const running = this.pulls.get(name);
     if (running) return running;
-    const job = this.pullOnce(ref, auth).finally(() => this.pulls.delete(key));
-    this.pulls.set(key, job);
+    const job = this.pullOnce(ref, auth).finally(() => this.pulls.delete(name));
+    this.pulls.set(name, job);
     return job;
   }
 
-  private async pullOnce(ref: ReturnType<typeof parseReference>, auth?: PullAuth): Promise<string> {
+  private async pullOnce(ref: ImageRef, auth?: PullAuth): Promise<string> {
     while (this.gcRunning) await this.gcRunning;
     this.activePulls++;
     try {
@@ -188,7 +185,7 @@ export class ImageService {
       if (!ref.digest) names.push(formatTagged(ref));
       for (const name of names) await this.records.putName(name, rec.id);
       await this.records.syncNames();
-      this.log.info({ image: key(ref), id: rec.id, ms: Date.now() - started }, 'pulled');
+      this.log.info({ image: canonicalName(ref), id: rec.id, ms: Date.now() - started }, 'pulled');
       return rec.id;
     } finally {
       this.activePulls--;
@@ -235,7 +232,8 @@ export class ImageService {
   }
 }
 
-function key(ref: ReturnType<typeof parseReference>): string {
+/** The name a reference is stored and looked up under: `repo@digest` when pinned, else `repo:tag`. */
+function canonicalName(ref: ImageRef): string {
   return ref.digest ? formatDigested(ref) : formatTagged(ref);
 }
 

@@ -117,6 +117,7 @@ export interface Descriptor {
   digest: string;
   size: number;
   platform?: Platform;
+  annotations?: Record<string, string>;
 }
 
 /** A JSON document (config, manifest, index) with its exact bytes and digest. */
@@ -173,6 +174,11 @@ export const MEDIA_TYPES = {
 const FIXED_MTIME = new Date('2024-01-01T00:00:00Z');
 const FIXED_CREATED = '2024-01-01T00:00:00Z';
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** `sha256:<hex>` of the bytes (a string is taken as UTF-8). */
+export function sha256(data: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Layers
@@ -317,6 +323,16 @@ export async function buildLayer(spec: LayerSpec, outFile?: string): Promise<Bui
   return layer;
 }
 
+/**
+ * A layer that is just the given bytes, not a tar (compression 'none', so diffId = digest): for tests
+ * that only move blobs through a registry, which never looks inside. Also any BlobSource for pushBlob.
+ */
+export function rawLayer(data: Buffer | string): BuiltLayer {
+  const bytes = Buffer.from(data);
+  const digest = sha256(bytes);
+  return { digest, diffId: digest, size: bytes.length, compression: 'none', bytes };
+}
+
 /** The layer blob as a stream, wherever it is kept. */
 export function layerStream(layer: BlobSource): Readable {
   if (layer.bytes) return Readable.from([layer.bytes]);
@@ -385,7 +401,7 @@ export function busyboxImage(spec: Partial<ImageSpec> = {}): Promise<BuiltImage>
 
 function jsonBlob<T>(object: T, mediaType: string): BuiltBlob<T> {
   const bytes = Buffer.from(JSON.stringify(object));
-  return { object, bytes, mediaType, size: bytes.length, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+  return { object, bytes, mediaType, size: bytes.length, digest: sha256(bytes) };
 }
 
 function isBuilt(layer: LayerSpec | BuiltLayer): layer is BuiltLayer {
@@ -437,11 +453,17 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
 export interface IndexEntry {
   image: BuiltImage;
   platform: Platform;
+  /** e.g. `vnd.docker.reference.type: attestation-manifest`, as buildx marks attestations. */
+  annotations?: Record<string, string>;
 }
 
 /** A manifest list (docker) or image index (oci) over already-built images. */
 export function buildIndex(entries: IndexEntry[], format: ImageFormat = 'oci'): BuiltIndex {
-  const manifests = entries.map(({ image, platform }) => ({ ...descriptor(image.manifest), platform }));
+  const manifests = entries.map(({ image, platform, annotations }): Descriptor => ({
+    ...descriptor(image.manifest),
+    platform,
+    ...(annotations ? { annotations } : {}),
+  }));
   return jsonBlob<Index>({ schemaVersion: 2, mediaType: MEDIA_TYPES[format].index, manifests }, MEDIA_TYPES[format].index);
 }
 

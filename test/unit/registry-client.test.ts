@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { freePort, startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBlob, pushImage, pushIndex, pushManifest, sha256, OCI_MANIFEST, type PushTarget } from '../helpers/push.ts';
+import { buildImage, pushBlob, pushImage, pushIndex, rawLayer, sha256, MEDIA_TYPES, type BuiltImage, type ImageSpec, type PushOptions } from '../helpers/images.ts';
 import { RegistryClient, type RegistryClientOptions } from '../../src/image/registry/client.ts';
 import type { RegistryConfig, RegistryHostConfig } from '../../src/image/registry/config.ts';
 import { isPlainHttpAllowed, resolveEndpoints } from '../../src/image/registry/hosts.ts';
@@ -24,6 +24,17 @@ import { parseReference } from '../../src/image/reference.ts';
 import { BerthError, type ErrorKind } from '../../src/util/errors.ts';
 
 const FAST_RETRY = { attempts: 4, baseDelayMs: 5, maxDelayMs: 20 };
+const OCI_MANIFEST = MEDIA_TYPES.oci.manifest;
+
+/**
+ * Builds an image whose layers are the given bytes as they are (not tars: the client only moves
+ * blobs, so a test can read a layer back as the string it pushed) and pushes it under `tag`.
+ */
+async function pushRawImage(registryUrl: string, repo: string, tag: string, layers: string[], spec: Partial<ImageSpec> = {}, opts: PushOptions = {}): Promise<BuiltImage> {
+  const image = await buildImage({ format: 'oci', ...spec, layers: layers.map((l) => rawLayer(l)) });
+  await pushImage(registryUrl, repo, tag, image, opts);
+  return image;
+}
 
 function config(hosts: Record<string, RegistryHostConfig> = {}): RegistryConfig {
   return { plainHttpHosts: ['localhost', '127.0.0.1'], hosts };
@@ -105,10 +116,8 @@ async function proxy(req: IncomingMessage, res: ServerResponse, target: string):
 
 // One real registry shared by the tests that only read from it.
 let shared: TestRegistry;
-let target: PushTarget;
 before(async () => {
   shared = await startRegistry();
-  target = { url: shared.url };
 });
 after(async () => {
   await shared.stop();
@@ -118,17 +127,17 @@ test('pulls a manifest by tag and by digest, OCI and Docker schema 2', async (t)
   const c = client();
   t.after(() => c.close());
   for (const format of ['oci', 'docker'] as const) {
-    const img = await pushImage(target, `tagdigest/${format}`, 'v1', { layers: ['layer one', 'layer two'], format });
+    const img = await pushRawImage(shared.url, `tagdigest/${format}`, 'v1', ['layer one', 'layer two'], { format });
     const ref = parseReference(`${shared.host}/tagdigest/${format}:v1`);
 
     const byTag = await c.getManifest(ref);
     assert.equal(byTag.digest, img.manifest.digest);
     assert.equal(byTag.mediaType, format === 'oci' ? MediaTypes.ociManifest : MediaTypes.dockerManifest);
-    assert.deepEqual(byTag.bytes, img.manifestBytes);
-    assert.equal(byTag.size, img.manifestBytes.length);
+    assert.deepEqual(byTag.bytes, img.manifest.bytes);
+    assert.equal(byTag.size, img.manifest.bytes.length);
 
     const byDigest = await c.getManifest(ref, img.manifest.digest);
-    assert.deepEqual(byDigest.bytes, img.manifestBytes);
+    assert.deepEqual(byDigest.bytes, img.manifest.bytes);
 
     const pinned = parseReference(`${shared.host}/tagdigest/${format}@${img.manifest.digest}`);
     assert.equal((await c.getManifest(pinned)).digest, img.manifest.digest);
@@ -138,7 +147,7 @@ test('pulls a manifest by tag and by digest, OCI and Docker schema 2', async (t)
     assert.equal((await c.getManifest(both)).digest, img.manifest.digest);
 
     const resolved = await c.resolve(ref);
-    assert.deepEqual(resolved, { mediaType: byTag.mediaType, digest: img.manifest.digest, size: img.manifestBytes.length });
+    assert.deepEqual(resolved, { mediaType: byTag.mediaType, digest: img.manifest.digest, size: img.manifest.bytes.length });
     assert.equal((await c.resolve(pinned)).digest, img.manifest.digest);
   }
 });
@@ -147,20 +156,20 @@ test('selects the platform out of a manifest list', async (t) => {
   const c = client();
   t.after(() => c.close());
   const repo = 'multi/arch';
-  const amd = await pushImage(target, repo, 'amd64', { layers: ['amd'], architecture: 'amd64' });
-  const arm64 = await pushImage(target, repo, 'arm64', { layers: ['arm64'], architecture: 'arm64', variant: 'v8' });
-  const armv7 = await pushImage(target, repo, 'armv7', { layers: ['armv7'], architecture: 'arm', variant: 'v7' });
-  const attestation = await pushImage(target, repo, 'att', { layers: ['att'] });
+  const amd = await pushRawImage(shared.url, repo, 'amd64', ['amd'], { architecture: 'amd64' });
+  const arm64 = await pushRawImage(shared.url, repo, 'arm64', ['arm64'], { architecture: 'arm64', variant: 'v8' });
+  const armv7 = await pushRawImage(shared.url, repo, 'armv7', ['armv7'], { architecture: 'arm', variant: 'v7' });
+  const attestation = await pushRawImage(shared.url, repo, 'att', ['att']);
   for (const format of ['oci', 'docker'] as const) {
     await pushIndex(
-      target,
+      shared.url,
       repo,
       `list-${format}`,
       [
-        { manifest: attestation.manifest, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } },
-        { manifest: amd.manifest, platform: { os: 'linux', architecture: 'amd64' } },
-        { manifest: arm64.manifest, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
-        { manifest: armv7.manifest, platform: { os: 'linux', architecture: 'arm', variant: 'v7' } },
+        { image: attestation, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } },
+        { image: amd, platform: { os: 'linux', architecture: 'amd64' } },
+        { image: arm64, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+        { image: armv7, platform: { os: 'linux', architecture: 'arm', variant: 'v7' } },
       ],
       format,
     );
@@ -187,7 +196,7 @@ test('selects the platform out of a manifest list', async (t) => {
 
     const chosen = selectPlatform(doc, parsePlatform('linux/arm64/v8'), 'x');
     const m = await c.getManifest(ref, chosen.digest);
-    assert.deepEqual(m.bytes, arm64.manifestBytes);
+    assert.deepEqual(m.bytes, arm64.manifest.bytes);
   }
 });
 
@@ -211,7 +220,8 @@ test('streams blobs, and resumes from an offset', async (t) => {
   const c = client();
   t.after(() => c.close());
   const big = randomBytes(3 * 1024 * 1024 + 17);
-  const blob = await pushBlob(target, 'blobs/stream', big);
+  const blob = rawLayer(big);
+  await pushBlob(shared.url, 'blobs/stream', blob);
   const ref = parseReference(`${shared.host}/blobs/stream:whatever`);
 
   const { body } = await c.fetchBlob(ref, blob.digest);
@@ -232,7 +242,7 @@ test('streams blobs, and resumes from an offset', async (t) => {
 test('404 is not-found naming the image', async (t) => {
   const c = client();
   t.after(() => c.close());
-  await pushImage(target, 'exists/here', 'v1', { layers: ['x'] });
+  await pushRawImage(shared.url, 'exists/here', 'v1', ['x']);
   await rejectsWith(c.getManifest(parseReference(`${shared.host}/nope/nothing:v1`)), 'not-found', new RegExp(`image ${shared.host}/nope/nothing:v1 not found`), /404/);
   await rejectsWith(c.getManifest(parseReference(`${shared.host}/exists/here:v2`)), 'not-found', /exists\/here:v2/, /MANIFEST_UNKNOWN/);
   await rejectsWith(c.resolve(parseReference(`${shared.host}/exists/here:v2`)), 'not-found', /exists\/here:v2/);
@@ -255,7 +265,7 @@ test('mirrors: dead and failing mirrors fall through to a working one, in order'
     await mirror.stop();
   });
   // A docker.io image served from the mirror under the same repository path.
-  const img = await pushImage({ url: mirror.url }, 'library/mirrored', 'latest', { layers: ['from the mirror'] });
+  const img = await pushRawImage(mirror.url, 'library/mirrored', 'latest', ['from the mirror']);
   const ref = parseReference('mirrored');
   const m = await c.getManifest(ref);
   assert.equal(m.digest, img.manifest.digest);
@@ -281,7 +291,7 @@ test('mirrors: a mirror without the repository falls through to the upstream', a
     await upstream.stop();
     await mirror.stop();
   });
-  const img = await pushImage({ url: upstream.url }, 'only/upstream', 'v1', { layers: ['up'] });
+  const img = await pushRawImage(upstream.url, 'only/upstream', 'v1', ['up']);
   const ref = parseReference(`${upstream.host}/only/upstream:v1`);
   assert.equal((await c.getManifest(ref)).digest, img.manifest.digest);
   const blob = await c.fetchBlob(ref, img.layers[0]!.digest);
@@ -309,7 +319,7 @@ test('mirrors: skipUpstream never contacts the upstream; all unreachable is unav
 });
 
 test('retries 503 and 429 then succeeds; counts attempts', async (t) => {
-  const img = await pushImage(target, 'retry/me', 'v1', { layers: ['r'] });
+  const img = await pushRawImage(shared.url, 'retry/me', 'v1', ['r']);
   let hits = 0;
   const flaky = await startServer(async (req, res) => {
     hits++;
@@ -403,13 +413,13 @@ test('an abort signal stops a request at once', async (t) => {
 test('Basic auth against a real registry with htpasswd', async (t) => {
   const reg = await startRegistry({ basicAuth: { user: 'alice', password: 's3cret' } });
   t.after(() => reg.stop());
-  const img = await pushImage({ url: reg.url, username: 'alice', password: 's3cret' }, 'private/app', 'v1', { layers: ['secret layer'] });
+  const auth = Buffer.from('alice:s3cret').toString('base64');
+  const img = await pushRawImage(reg.url, 'private/app', 'v1', ['secret layer'], {}, { authorization: `Basic ${auth}` });
   const ref = parseReference(`${reg.host}/private/app:v1`);
 
   const c = client();
   t.after(() => c.close());
   assert.equal((await c.getManifest(ref, 'v1', { auth: { username: 'alice', password: 's3cret' } })).digest, img.manifest.digest);
-  const auth = Buffer.from('alice:s3cret').toString('base64');
   const blob = await c.fetchBlob(ref, img.layers[0]!.digest, { auth: { auth, serverAddress: `http://${reg.host}/` } });
   assert.equal((await readAll(blob.body)).toString(), 'secret layer');
 
@@ -618,13 +628,10 @@ test('digest mismatches are refused', async (t) => {
 test('a manifest pushed to a real registry and fetched by a mismatching digest is not-found, not accepted', async (t) => {
   const c = client();
   t.after(() => c.close());
-  const pushed = await pushManifest(target, 'raw/manifest', 'v1', OCI_MANIFEST, {
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: await pushBlob(target, 'raw/manifest', '{}', 'application/vnd.oci.image.config.v1+json'),
-    layers: [],
-  });
-  assert.equal((await c.getManifest(parseReference(`${shared.host}/raw/manifest@${pushed.digest}`))).digest, pushed.digest);
+  // An OCI manifest with a config and no layers.
+  const pushed = await buildImage({ format: 'oci', layers: [] });
+  const digest = await pushImage(shared.url, 'raw/manifest', 'v1', pushed);
+  assert.equal((await c.getManifest(parseReference(`${shared.host}/raw/manifest@${digest}`))).digest, digest);
   await rejectsWith(c.getManifest(parseReference(`${shared.host}/raw/manifest@${sha256('nope')}`)), 'not-found');
 });
 

@@ -1,15 +1,15 @@
 // Pulls under faults, with a proxy between berthd and a real registry: a daemon killed mid-pull,
 // concurrent pulls sharing one download, a corrupt blob, a registry that demands credentials,
 // and a full disk.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { startRegistry } from '../helpers/registry.ts';
-import { startProxy } from '../helpers/proxy.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { startProxy, type ProxyControls } from '../helpers/proxy.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { bigImage, busyboxImage, pushImage } from '../helpers/images.ts';
 import type { Image } from '../../src/cri/types.ts';
@@ -21,6 +21,19 @@ async function leftovers(d: TestDaemon): Promise<string[]> {
   const snaps = await readdir(join(d.root, 'snapshots')).catch(() => []);
   found.push(...snaps.filter((f) => f.startsWith('.')).map((f) => `snapshots/${f}`));
   return found;
+}
+
+/** A registry, the fault proxy in front of it, and a daemon; all torn down after the test. */
+async function proxiedDaemon(t: TestContext): Promise<{ registry: TestRegistry; proxy: ProxyControls; d: TestDaemon }> {
+  const registry = await startRegistry();
+  const proxy = await startProxy(registry.port);
+  const d = await startDaemon();
+  t.after(async () => {
+    await d.dispose();
+    await proxy.close();
+    await registry.stop();
+  });
+  return { registry, proxy, d };
 }
 
 test('a daemon killed mid-pull shows no half image after restart, and the next pull finishes', async (t) => {
@@ -55,14 +68,7 @@ test('a daemon killed mid-pull shows no half image after restart, and the next p
 });
 
 test('concurrent pulls of one image share one download per blob', async (t) => {
-  const registry = await startRegistry();
-  const proxy = await startProxy(registry.port);
-  const d = await startDaemon();
-  t.after(async () => {
-    await d.dispose();
-    await proxy.close();
-    await registry.stop();
-  });
+  const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'x', content: 'x' }] }] });
   await pushImage(registry.url, 'test/concurrent', 'v1', img);
   await pushImage(registry.url, 'test/concurrent', 'v2', img);
@@ -78,14 +84,7 @@ test('concurrent pulls of one image share one download per blob', async (t) => {
 });
 
 test('a corrupt blob fails the pull naming both digests and leaves nothing behind', async (t) => {
-  const registry = await startRegistry();
-  const proxy = await startProxy(registry.port);
-  const d = await startDaemon();
-  t.after(async () => {
-    await d.dispose();
-    await proxy.close();
-    await registry.stop();
-  });
+  const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage();
   await pushImage(registry.url, 'test/corrupt', 'v1', img);
   proxy.corruptBlobs = true;

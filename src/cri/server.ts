@@ -100,8 +100,11 @@ export async function startCriServer(socketPath: string, ctx: CriContext): Promi
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
     const rewriter = new AuthorityRewriter();
-    rewriter.once('error', (err) => {
-      ctx.log.warn({ err: err.message }, 'dropping a CRI connection whose HTTP/2 headers could not be decoded');
+    rewriter.once('error', (err: NodeJS.ErrnoException) => {
+      // A client hanging up mid-frame is ordinary; only undecodable headers are worth a warning.
+      if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+        ctx.log.warn({ err: err.message }, 'dropping a CRI connection whose HTTP/2 headers could not be decoded');
+      }
       socket.destroy();
     });
     socket.once('error', () => socket.destroy());

@@ -78,8 +78,11 @@ export class ImageService {
     this.unpackers.warm();
   }
 
+  /**
+   * Stops for shutdown. Pulls still running are cut off rather than awaited (a stalled registry
+   * must not hold up SIGTERM); what they leave behind is swept at the next start.
+   */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.pulls.values()]);
     await this.gcRunning;
     this.registry.close();
     await this.unpackers.close();

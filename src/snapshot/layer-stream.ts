@@ -46,7 +46,7 @@ export async function peek(stream: Readable, bytes: number): Promise<Buffer> {
  * Decompressed bytes buffered ahead of the tar reader. The reader blocks in file-system calls; a
  * deep buffer lets inflate keep running on libuv's pool meanwhile instead of taking turns with it.
  */
-const BUFFERED = 8 << 20;
+const BUFFERED = 2 << 20;
 const INFLATE_OPTIONS = { chunkSize: 256 * 1024, highWaterMark: BUFFERED };
 
 /** A decompressor matching the stream's magic bytes: gzip, zstd, or none (plain tar). */

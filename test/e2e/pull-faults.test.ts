@@ -67,6 +67,19 @@ test('a daemon killed mid-pull shows no half image after restart, and the next p
   assert.equal(res.image_ref, img.config.digest);
 });
 
+// The timeout is a hang guard, not a measurement: a daemon that waited for the stalled download
+// would sit out the registry client's 120 s idle timeout first.
+test('SIGTERM during a stalled pull still shuts down cleanly', { timeout: 60_000 }, async (t) => {
+  const { registry, proxy, d } = await proxiedDaemon(t);
+  const img = await busyboxImage({ layers: [{ files: [{ path: 'stall.bin', content: Buffer.alloc(256 * 1024, 1) }] }] });
+  await pushImage(registry.url, 'test/stalled', 'v1', img);
+  proxy.stallBlobsAfter = 100;
+  const pulling = d.client.call('image', 'PullImage', { image: { image: `${proxy.host}/test/stalled:v1` } }).catch((err: Error) => err);
+  await proxy.stalled;
+  assert.equal(await d.stop('SIGTERM'), 0);
+  assert.ok((await pulling) instanceof Error, 'the cut-off pull reports an error');
+});
+
 test('concurrent pulls of one image share one download per blob', async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'x', content: 'x' }] }] });

@@ -10,7 +10,7 @@ import { BerthError } from '../util/errors.ts';
 
 const WORKER_URL = new URL('./unpack-worker.ts', import.meta.url);
 /** Compressed bytes posted but not yet taken by the worker; past this the download waits. */
-const MAX_IN_FLIGHT = 8 << 20;
+const MAX_IN_FLIGHT = 2 << 20;
 
 function fromWire(e: WireError): Error {
   if (e.kind) return new BerthError(e.kind, e.message);

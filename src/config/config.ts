@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
+import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export type CgroupDriverName = 'cgroupfs' | 'systemd';
@@ -16,7 +17,7 @@ export interface BerthConfig {
   logLevel: LogLevel;
   cgroupDriver: CgroupDriverName;
   image: {
-    /** `os/arch[/variant]` picked out of manifest lists. */
+    /** `os/arch[/variant]` picked out of manifest lists; defaults to the host's. */
     platform: string;
     /** Layers downloaded and unpacked at once, per pull. */
     maxConcurrentDownloads: number;
@@ -45,7 +46,7 @@ export function defaultConfig(): BerthConfig {
     socket: '/run/berth/berth.sock',
     logLevel: 'info',
     cgroupDriver: 'cgroupfs',
-    image: { platform: 'linux/amd64', maxConcurrentDownloads: 4, pullAttempts: 4 },
+    image: { platform: formatPlatform(hostPlatform()), maxConcurrentDownloads: 4, pullAttempts: 4 },
     registry: { plainHttpHosts: [...DEFAULT_PLAIN_HTTP_HOSTS], hosts: {} },
     runtime: { defaultHandler: 'runc', handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } } },
     network: { cniConfDir: '/etc/cni/net.d', cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'] },

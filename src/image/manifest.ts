@@ -46,7 +46,8 @@ function invalid(image: string, what: string): BerthError {
   return new BerthError('invalid-argument', `image ${image}: ${what}`);
 }
 
-function parseJson(bytes: Buffer, image: string, what: string): Record<string, unknown> {
+/** A JSON object out of registry bytes, or INVALID_ARGUMENT naming the image and the document. */
+export function parseJson(bytes: Buffer, image: string, what: string): Record<string, unknown> {
   try {
     const doc: unknown = JSON.parse(bytes.toString('utf8'));
     if (typeof doc === 'object' && doc !== null && !Array.isArray(doc)) return doc as Record<string, unknown>;

@@ -10,9 +10,9 @@ import type { ContentStore } from '../content/store.ts';
 import type { SnapshotStore } from '../snapshot/store.ts';
 import type { RegistryClient } from './registry/client.ts';
 import type { PullAuth } from './registry/config.ts';
-import { selectManifest, type IndexEntry, type Platform } from './registry/platform.ts';
+import { selectPlatform, type Platform } from './registry/platform.ts';
 import { formatName, manifestReference, type ImageRef } from './reference.ts';
-import { parseConfig, parseManifest, type ImageConfig } from './manifest.ts';
+import { parseConfig, parseJson, parseManifest, type ImageConfig } from './manifest.ts';
 import { isIndexMediaType } from './registry/media-types.ts';
 import type { ImageRecord, LayerRecord } from './records.ts';
 import { chainIds } from '../util/digest.ts';
@@ -52,7 +52,7 @@ export class Puller {
     if (isIndexMediaType(top.mediaType)) {
       await content.put(top.digest, top.bytes);
       indexDigest = top.digest;
-      const chosen = selectManifest(indexEntries(top.bytes, name), this.deps.platform, name);
+      const chosen = selectPlatform(parseJson(top.bytes, name, 'manifest list'), this.deps.platform, name);
       top = await registry.getManifest(ref, chosen.digest, { auth });
     }
     const manifest = parseManifest(top.bytes, top.mediaType, name);
@@ -157,13 +157,6 @@ function throwFirst(results: PromiseSettledResult<unknown>[]): void {
     errors[0];
   throw telling;
 }
-
-function indexEntries(bytes: Buffer, name: string): IndexEntry[] {
-  const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: unknown };
-  if (!Array.isArray(doc.manifests)) throw new BerthError('invalid-argument', `image ${name}: index has no manifests array`);
-  return doc.manifests as IndexEntry[];
-}
-
 
 /** The config's User, trimmed: it decides the uid/username the CRI reports. */
 function userOf(config: ImageConfig): string {

@@ -115,7 +115,7 @@ class TableReader {
     }
     return v as T;
   }
-  table_(k: string): TableReader | undefined {
+  subtable(k: string): TableReader | undefined {
     const v = this.take(k);
     if (v === undefined) return undefined;
     if (!isTable(v)) throw new ConfigError(`${this.key(k)} must be a table`);
@@ -123,7 +123,7 @@ class TableReader {
   }
   /** Sub-tables whose keys are names chosen by the user (registry domains, handler names). */
   entries(): Array<[string, TableReader]> {
-    return Object.keys(this.table).map((name) => [name, this.table_(name) as TableReader]);
+    return Object.keys(this.table).map((name) => [name, this.subtable(name) as TableReader]);
   }
   /** Refuses keys that no reader asked for: they are typos or options from another runtime. */
   done(): void {
@@ -169,7 +169,7 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
   cfg.logLevel = top.oneOf('log_level', LOG_LEVELS) ?? cfg.logLevel;
   cfg.cgroupDriver = top.oneOf('cgroup_driver', ['cgroupfs', 'systemd'] as const) ?? cfg.cgroupDriver;
 
-  const image = top.table_('image');
+  const image = top.subtable('image');
   if (image) {
     cfg.image.platform = image.string('platform') ?? cfg.image.platform;
     if (!/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(cfg.image.platform)) {
@@ -180,19 +180,19 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     image.done();
   }
 
-  const registry = top.table_('registry');
+  const registry = top.subtable('registry');
   if (registry) {
     cfg.registry.plainHttpHosts = registry.strings('plain_http') ?? cfg.registry.plainHttpHosts;
-    const hosts = registry.table_('hosts');
+    const hosts = registry.subtable('hosts');
     for (const [domain, r] of hosts?.entries() ?? []) cfg.registry.hosts[domain] = readHost(r, cfg.registry.hosts[domain]);
     hosts?.done();
     registry.done();
   }
 
-  const runtime = top.table_('runtime');
+  const runtime = top.subtable('runtime');
   if (runtime) {
     cfg.runtime.defaultHandler = runtime.string('default_handler') ?? cfg.runtime.defaultHandler;
-    const handlers = runtime.table_('handlers');
+    const handlers = runtime.subtable('handlers');
     for (const [name, r] of handlers?.entries() ?? []) {
       const path = r.string('path');
       if (!path) throw new ConfigError(`runtime.handlers.${name}.path is required`);
@@ -206,7 +206,7 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     }
   }
 
-  const network = top.table_('network');
+  const network = top.subtable('network');
   if (network) {
     cfg.network.cniConfDir = network.string('cni_conf_dir') ?? cfg.network.cniConfDir;
     cfg.network.cniBinDirs = network.strings('cni_bin_dirs') ?? cfg.network.cniBinDirs;

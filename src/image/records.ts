@@ -4,7 +4,7 @@
 // Moving a tag is one atomic rewrite of one name file. A pull writes the image record before any
 // name, so a crash leaves at most an unnamed record, which the next GC removes: a half-pulled
 // image is never visible.
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, syncDir } from '../util/atomic-file.ts';
 import { digestHex, sha256 } from '../util/digest.ts';
@@ -50,11 +50,14 @@ export class ImageRecords {
     this.namesDir = join(root, 'names');
   }
 
-  async load(): Promise<void> {
+  /** Loads every record; returns the paths of unreadable ones, which were moved aside. */
+  async load(): Promise<string[]> {
     await mkdir(this.imagesDir, { recursive: true });
     await mkdir(this.namesDir, { recursive: true });
-    for (const rec of await readRecords<ImageRecord>(this.imagesDir)) this.images.set(rec.id, rec);
-    for (const rec of await readRecords<NameRecord>(this.namesDir)) this.names.set(rec.name, rec);
+    const bad: string[] = [];
+    for (const rec of await readRecords<ImageRecord>(this.imagesDir, bad)) this.images.set(rec.id, rec);
+    for (const rec of await readRecords<NameRecord>(this.namesDir, bad)) this.names.set(rec.name, rec);
+    return bad;
   }
 
   async putImage(rec: ImageRecord): Promise<void> {
@@ -92,8 +95,12 @@ function nameFile(name: string): string {
   return `${digestHex(sha256(name))}.json`;
 }
 
-/** Reads every complete record; temp files from an interrupted write are removed. */
-async function readRecords<T>(dir: string): Promise<T[]> {
+/**
+ * Reads every complete record; temp files from an interrupted write are removed. A record that
+ * does not parse (a damaged disk, a hand edit) is renamed to `*.json.corrupt` and reported in
+ * `bad`, so one broken file costs one image instead of keeping the daemon from starting.
+ */
+async function readRecords<T>(dir: string, bad: string[]): Promise<T[]> {
   const out: T[] = [];
   for (const file of await readdir(dir)) {
     const path = join(dir, file);
@@ -102,7 +109,12 @@ async function readRecords<T>(dir: string): Promise<T[]> {
       continue;
     }
     if (!file.endsWith('.json')) continue;
-    out.push(JSON.parse(await readFile(path, 'utf8')) as T);
+    try {
+      out.push(JSON.parse(await readFile(path, 'utf8')) as T);
+    } catch {
+      await rename(path, `${path}.corrupt`);
+      bad.push(`${path}.corrupt`);
+    }
   }
   return out;
 }

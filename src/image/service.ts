@@ -73,7 +73,7 @@ export class ImageService {
   async init(): Promise<void> {
     await this.content.init();
     await this.snapshots.cleanup();
-    await this.records.load();
+    for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable image metadata moved aside; that image must be pulled again');
     await this.runGc();
     this.unpackers.warm();
   }

@@ -2,7 +2,7 @@
 // mirrors, and answers ListImages / ImageStatus / RemoveImage / ImageFsInfo / StreamImages.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, lstat } from 'node:fs/promises';
+import { readdir, readFile, lstat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { startRegistry, freePort, type TestRegistry } from '../helpers/registry.ts';
@@ -235,5 +235,28 @@ test('images survive a restart, including kill -9', async (t) => {
   const st = await second.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/restart:v1` } });
   assert.equal(st.image?.id, img.config.digest);
   assert.deepEqual(st.image?.repo_tags, [`${registry.host}/test/restart:v1`]);
+});
+
+test('a damaged metadata file costs one image, not the daemon', async (t) => {
+  const registry = await startRegistry();
+  t.after(() => registry.stop());
+  const keep = await busyboxImage({ config: { Labels: { which: 'keep' } } });
+  const lose = await busyboxImage({ config: { Labels: { which: 'lose' } } });
+  await pushImage(registry.url, 'test/keep', 'v1', keep);
+  await pushImage(registry.url, 'test/lose', 'v1', lose);
+  const first = await startDaemon();
+  for (const repo of ['keep', 'lose']) await first.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/${repo}:v1` } });
+  await first.stop();
+  await writeFile(join(first.root, 'metadata', 'images', `${lose.config.digest.slice(7)}.json`), '{"id": "sha256:trunc');
+  const second = await startDaemon({ root: first.root });
+  t.after(async () => {
+    await second.dispose();
+    await first.dispose();
+  });
+  const { images } = await second.client.call<{ images: Image[] }>('image', 'ListImages', {});
+  assert.deepEqual(images.map((i) => i.id), [keep.config.digest]);
+  assert.match(second.logs(), /unreadable image metadata moved aside/);
+  const again = await second.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${registry.host}/test/lose:v1` } });
+  assert.equal(again.image_ref, lose.config.digest, 'and it can be pulled again');
 });
 

@@ -184,7 +184,9 @@ export class ImageService {
       const rec = await this.puller.pull(ref, auth);
       // Record first, names second: a crash in between leaves an unnamed record that GC removes.
       await this.records.putImage(rec);
-      const names = [`${formatName(ref)}@${rec.manifestDigest}`];
+      // The repo digest is what the reference resolved to: the index for multi-platform images,
+      // so that `name@<that digest>` (what a kubelet asks ImageStatus about) finds this image.
+      const names = [`${formatName(ref)}@${rec.indexDigest ?? rec.manifestDigest}`];
       if (!ref.digest) names.push(formatTagged(ref));
       for (const name of names) await this.records.putName(name, rec.id);
       await this.records.syncNames();

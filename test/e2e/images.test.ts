@@ -135,12 +135,21 @@ describe('image service', () => {
   test('a multi-platform index resolves to linux/amd64', async () => {
     const amd64 = await busyboxImage({ config: { Labels: { arch: 'amd64' } } });
     const arm64 = await busyboxImage({ architecture: 'arm64', config: { Labels: { arch: 'arm64' } } });
-    await pushIndex(registry.url, 'test/multi', 'v1', [
+    const index = await pushIndex(registry.url, 'test/multi', 'v1', [
       { image: arm64, platform: { os: 'linux', architecture: 'arm64' } },
       { image: amd64, platform: { os: 'linux', architecture: 'amd64' } },
     ]);
     const res = await daemon.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${registry.host}/test/multi:v1` } });
     assert.equal(res.image_ref, amd64.config.digest);
+    const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/multi:v1` } });
+    assert.deepEqual(st.image?.repo_digests, [`${registry.host}/test/multi@${index.digest}`], 'the repo digest is the index the tag named');
+
+    // Pulling by the index digest, as a kubelet does for pinned images, finds the same image.
+    const pinned = `${registry.host}/test/multi@${index.digest}`;
+    const byDigest = await daemon.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: pinned } });
+    assert.equal(byDigest.image_ref, amd64.config.digest);
+    const pinnedStatus = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: pinned } });
+    assert.equal(pinnedStatus.image?.id, amd64.config.digest);
   });
 
   test('layers shared between images are stored once, and removal keeps what others still use', async () => {

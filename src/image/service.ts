@@ -2,6 +2,7 @@
 // It owns the lookup rules (tags, repo digests, IDs and unique ID prefixes), pull de-duplication,
 // and garbage collection of content no image needs any more.
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import { ContentStore } from '../content/store.ts';
@@ -39,7 +40,7 @@ export class ImageService {
   private readonly snapshots: SnapshotStore;
   private readonly registry: RegistryClient;
   private readonly puller: Puller;
-  private readonly unpackers = new UnpackPool();
+  private readonly unpackers: UnpackPool;
   /** Whole-image pulls in progress, by canonical reference, so concurrent PullImage calls share one. */
   private readonly pulls = new Map<string, Promise<string>>();
   /** Pulls and GC exclude each other: GC must not sweep blobs a pull has written but not yet named. */
@@ -58,6 +59,8 @@ export class ImageService {
       retry: { attempts: config.image.pullAttempts },
       logger: log.child({ registry: true }),
     });
+    // More workers than layers unpacking at once would only sit idle holding memory.
+    this.unpackers = new UnpackPool(Math.min(config.image.maxConcurrentDownloads, Math.max(2, availableParallelism())));
     this.puller = new Puller({
       registry: this.registry,
       content: this.content,

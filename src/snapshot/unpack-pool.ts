@@ -1,7 +1,6 @@
 // A small pool of unpack worker threads (see unpack-worker.ts) and the Writable that feeds one.
 // Workers are reused across layers and pulls; idle ones don't keep the daemon alive.
 import { Worker } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
 import { Writable, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { UnpackStats } from './unpack.ts';
@@ -110,7 +109,7 @@ export class UnpackPool {
   private readonly all = new Set<Worker>();
   private readonly size: number;
 
-  constructor(size = Math.max(2, availableParallelism())) {
+  constructor(size: number) {
     this.size = size;
   }
 

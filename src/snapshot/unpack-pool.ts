@@ -8,8 +8,10 @@ import type { InMessage, OutMessage, WireError } from './unpack-worker.ts';
 import { BerthError } from '../util/errors.ts';
 
 const WORKER_URL = new URL('./unpack-worker.ts', import.meta.url);
+/** Network chunks are gathered to about this size before one message carries them to the worker. */
+const BATCH = 1 << 20;
 /** Compressed bytes posted but not yet taken by the worker; past this the download waits. */
-const MAX_IN_FLIGHT = 2 << 20;
+const MAX_IN_FLIGHT = 4 << 20;
 
 function fromWire(e: WireError): Error {
   if (e.kind) return new BerthError(e.kind, e.message);
@@ -20,6 +22,8 @@ function fromWire(e: WireError): Error {
 class WorkerSink extends Writable {
   private readonly worker: Worker;
   private inFlight = 0;
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
   private waitingForAck: (() => void) | undefined;
   private finalCallback: ((err?: Error | null) => void) | undefined;
   private outcome: { stats: UnpackStats } | { error: Error } | undefined;
@@ -81,11 +85,26 @@ class WorkerSink extends Writable {
       cb();
       return;
     }
-    // A copy, not a transfer: network chunks may share one pooled ArrayBuffer.
-    this.send({ type: 'chunk', data: chunk });
-    this.inFlight += chunk.length;
+    this.batch.push(chunk);
+    this.batchBytes += chunk.length;
+    if (this.batchBytes >= BATCH) this.flush();
     if (this.inFlight < MAX_IN_FLIGHT) cb();
     else this.waitingForAck = () => cb();
+  }
+
+  /**
+   * Posts the gathered network chunks as one buffer. Gathering is the one copy (the chunks may
+   * share pooled memory and are still being written to the content store); the gathered buffer
+   * is ours alone, so it is transferred to the worker rather than copied again.
+   */
+  private flush(): void {
+    if (this.batchBytes === 0) return;
+    const data = Buffer.concat(this.batch, this.batchBytes);
+    this.batch = [];
+    this.inFlight += this.batchBytes;
+    this.batchBytes = 0;
+    const own = data.byteOffset === 0 && data.buffer.byteLength === data.length && data.buffer instanceof ArrayBuffer;
+    this.worker.postMessage({ type: 'chunk', data } satisfies InMessage, own ? [data.buffer as ArrayBuffer] : []);
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -93,6 +112,7 @@ class WorkerSink extends Writable {
       cb('error' in this.outcome ? this.outcome.error : null);
       return;
     }
+    this.flush();
     this.finalCallback = cb;
     this.send({ type: 'end' });
   }

@@ -302,6 +302,23 @@ test('mirrors: a mirror without the repository falls through to the upstream', a
   await rejectsWith(c.getManifest(parseReference(`${upstream.host}/only/upstream:v9`)), 'not-found', /only\/upstream:v9/);
 });
 
+test('mirrors: a mirror that lacks the image and an unreachable upstream is not-found, naming both', async (t) => {
+  const mirror = await startRegistry();
+  const dead = await freePort();
+  const c = client({ [`127.0.0.1:${dead}`]: { mirrors: [mirror.url] } });
+  t.after(async () => {
+    c.close();
+    await mirror.stop();
+  });
+  await rejectsWith(
+    c.getManifest(parseReference(`127.0.0.1:${dead}/no/such:v1`)),
+    'not-found',
+    /not found on any reachable endpoint/,
+    new RegExp(`${mirror.url.replace(/[.:/]/g, '\\$&')}.*404`),
+    new RegExp(`127\\.0\\.0\\.1:${dead} unreachable`),
+  );
+});
+
 test('mirrors: skipUpstream never contacts the upstream; all unreachable is unavailable naming each endpoint', async (t) => {
   const dead1 = await freePort();
   const dead2 = await freePort();

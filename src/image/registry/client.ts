@@ -233,6 +233,11 @@ export class RegistryClient {
     if (last instanceof BerthError && last.kind !== 'unavailable') throw last;
     // Each failure's message names its endpoint (origin or label), so the list reads on its own.
     const tried = failures.map((f) => errorMessage(f.err)).join('; ');
+    // An air-gapped node's usual case: the mirror says "no such image" and the upstream cannot be
+    // reached. The only answer anyone gave is "not found", so lead with it.
+    const missing = failures.find((f) => f.err instanceof BerthError && f.err.kind === 'not-found');
+    const othersDown = failures.every((f) => f === missing || (f.err instanceof BerthError && f.err.kind === 'unavailable'));
+    if (missing && othersDown) throw notFound(`cannot ${what}: not found on any reachable endpoint: ${tried}`);
     throw unavailable(`cannot ${what}: registry ${ref.domain} is unavailable: ${tried}`, last);
   }
 

@@ -42,6 +42,8 @@ export interface NameRecord {
 export class ImageRecords {
   readonly images = new Map<string, ImageRecord>();
   readonly names = new Map<string, NameRecord>();
+  /** The reverse of `names`, so listing thousands of images stays linear. */
+  private readonly namesById = new Map<string, Set<string>>();
   private readonly imagesDir: string;
   private readonly namesDir: string;
 
@@ -56,7 +58,7 @@ export class ImageRecords {
     await mkdir(this.namesDir, { recursive: true });
     const bad: string[] = [];
     for (const rec of await readRecords<ImageRecord>(this.imagesDir, bad)) this.images.set(rec.id, rec);
-    for (const rec of await readRecords<NameRecord>(this.namesDir, bad)) this.names.set(rec.name, rec);
+    for (const rec of await readRecords<NameRecord>(this.namesDir, bad)) this.index(rec);
     return bad;
   }
 
@@ -73,12 +75,13 @@ export class ImageRecords {
 
   async putName(name: string, id: string): Promise<void> {
     await writeFileAtomic(join(this.namesDir, nameFile(name)), JSON.stringify({ name, id } satisfies NameRecord));
-    this.names.set(name, { name, id });
+    this.unindex(name);
+    this.index({ name, id });
   }
 
   async removeName(name: string): Promise<void> {
     await rm(join(this.namesDir, nameFile(name)), { force: true });
-    this.names.delete(name);
+    this.unindex(name);
   }
 
   async syncNames(): Promise<void> {
@@ -86,7 +89,23 @@ export class ImageRecords {
   }
 
   namesOf(id: string): string[] {
-    return [...this.names.values()].filter((n) => n.id === id).map((n) => n.name);
+    return [...(this.namesById.get(id) ?? [])];
+  }
+
+  private index(rec: NameRecord): void {
+    this.names.set(rec.name, rec);
+    let set = this.namesById.get(rec.id);
+    if (!set) this.namesById.set(rec.id, (set = new Set()));
+    set.add(rec.name);
+  }
+
+  private unindex(name: string): void {
+    const old = this.names.get(name);
+    if (!old) return;
+    this.names.delete(name);
+    const set = this.namesById.get(old.id);
+    set?.delete(name);
+    if (set?.size === 0) this.namesById.delete(old.id);
   }
 }
 

@@ -176,6 +176,21 @@ describe('image service', () => {
     await daemon.client.call('image', 'RemoveImage', { image: { image: `${registry.host}/test/child:v1` } });
   });
 
+  test('re-pulling a moved tag moves the name; the old image keeps its repo digest', async () => {
+    const first = await busyboxImage({ config: { Labels: { version: '1' } } });
+    const second = await busyboxImage({ config: { Labels: { version: '2' } } });
+    const ref = `${registry.host}/test/moving:v1`;
+    const firstDigest = await pushImage(registry.url, 'test/moving', 'v1', first);
+    await daemon.client.call('image', 'PullImage', { image: { image: ref } });
+    await pushImage(registry.url, 'test/moving', 'v1', second);
+    await daemon.client.call('image', 'PullImage', { image: { image: ref } });
+    const now = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: ref } });
+    assert.equal(now.image?.id, second.config.digest);
+    const old = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: first.config.digest } });
+    assert.deepEqual(old.image?.repo_tags, []);
+    assert.deepEqual(old.image?.repo_digests, [`${registry.host}/test/moving@${firstDigest}`]);
+  });
+
   test('RemoveImage drops every tag of the image', async () => {
     await daemon.client.call('image', 'PullImage', { image: { image: 'busybox:1.36' } });
     const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: 'busybox:1.36' } });

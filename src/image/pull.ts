@@ -16,7 +16,7 @@ import { parseConfig, parseJson, parseManifest, type ImageConfig } from './manif
 import { isIndexMediaType } from './registry/media-types.ts';
 import type { ImageRecord, LayerRecord } from './records.ts';
 import { chainIds } from '../util/digest.ts';
-import { BerthError } from '../util/errors.ts';
+import { BerthError, throwMostTelling } from '../util/errors.ts';
 import { Tee } from '../snapshot/layer-stream.ts';
 import type { UnpackPool } from '../snapshot/unpack-pool.ts';
 import { Semaphore } from '../util/semaphore.ts';
@@ -78,7 +78,7 @@ export class Puller {
     // Biggest layers first: with a handful of download slots and unpack workers, starting the long
     // jobs early keeps the last one from finishing alone.
     const bySize = layers.map((layer, i) => ({ layer, parent: i === 0 ? null : (chains[i - 1] as string) })).sort((a, b) => b.layer.size - a.layer.size);
-    throwFirst(await Promise.allSettled(bySize.map(({ layer, parent }) => this.layer(ref, layer, parent, auth))));
+    throwMostTelling(await Promise.allSettled(bySize.map(({ layer, parent }) => this.layer(ref, layer, parent, auth))));
     log.debug({ image: name, layers: layers.length, ms: Date.now() - started }, 'layers ready');
 
     return {
@@ -141,21 +141,6 @@ export class Puller {
       throw err;
     }
   }
-}
-
-/**
- * Throws the most telling failure among settled results. When one stage of a layer fails, the
- * others fail too with a bland "aborted" or "premature close"; the cause is the one that says
- * what went wrong (a BerthError, or a system error such as ENOSPC).
- */
-function throwFirst(results: PromiseSettledResult<unknown>[]): void {
-  const errors = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
-  if (errors.length === 0) return;
-  const telling =
-    errors.find((e) => e instanceof BerthError) ??
-    errors.find((e) => typeof (e as NodeJS.ErrnoException).syscall === 'string') ??
-    errors[0];
-  throw telling;
 }
 
 /** The config's User, trimmed: it decides the uid/username the CRI reports. */

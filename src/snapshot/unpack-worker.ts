@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestVerifier, decompressorFor, peek } from './layer-stream.ts';
 import { unpackLayer, type UnpackStats } from './unpack.ts';
-import { BerthError, type ErrorKind } from '../util/errors.ts';
+import { BerthError, throwMostTelling, type ErrorKind } from '../util/errors.ts';
 
 export interface StartMessage {
   type: 'start';
@@ -39,13 +39,10 @@ function toWire(err: unknown): WireError {
 async function unpack(start: StartMessage, input: PassThrough): Promise<UnpackStats> {
   const head = await peek(input, 4);
   const verifier = new DigestVerifier(start.diffId, start.what);
-  const [piped, unpacked] = await Promise.allSettled([pipeline(input, decompressorFor(head), verifier), unpackLayer(verifier, start.dir)]);
-  // The unpacker's error says more than the "premature close" it causes upstream, and vice versa
-  // a digest mismatch says more than the unpacker seeing its input destroyed.
-  if (piped.status === 'rejected' && piped.reason instanceof BerthError) throw piped.reason;
-  if (unpacked.status === 'rejected') throw unpacked.reason;
-  if (piped.status === 'rejected') throw piped.reason;
-  return unpacked.value;
+  const results = await Promise.allSettled([pipeline(input, decompressorFor(head), verifier), unpackLayer(verifier, start.dir)]);
+  // Stream side first: a digest mismatch says more than the unpacker seeing its input cut off.
+  throwMostTelling(results);
+  return (results[1] as PromiseFulfilledResult<UnpackStats>).value;
 }
 
 const port = parentPort;

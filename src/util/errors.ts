@@ -36,3 +36,25 @@ export const resourceExhausted = (msg: string, cause?: unknown): BerthError =>
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Of several failures from stages of one job, the one that explains the others. When one stage
+ * fails the rest fail too, with a bland "premature close" or "aborted"; the cause is a BerthError,
+ * else a system error (ENOSPC, EACCES), else anything that is not such an echo.
+ */
+export function mostTellingError(errors: readonly unknown[]): unknown {
+  const isEcho = (e: unknown): boolean =>
+    (e as NodeJS.ErrnoException)?.code === 'ERR_STREAM_PREMATURE_CLOSE' || (e as Error)?.name === 'AbortError';
+  return (
+    errors.find((e) => e instanceof BerthError) ??
+    errors.find((e) => typeof (e as NodeJS.ErrnoException)?.syscall === 'string') ??
+    errors.find((e) => !isEcho(e)) ??
+    errors[0]
+  );
+}
+
+/** Throws the most telling rejection among settled results, if any rejected. */
+export function throwMostTelling(results: readonly PromiseSettledResult<unknown>[]): void {
+  const errors = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+  if (errors.length > 0) throw mostTellingError(errors);
+}

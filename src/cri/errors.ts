@@ -13,6 +13,7 @@ const CODES: Record<ErrorKind, Status> = {
   unavailable: Status.UNAVAILABLE,
   'resource-exhausted': Status.RESOURCE_EXHAUSTED,
   unimplemented: Status.UNIMPLEMENTED,
+  cancelled: Status.CANCELLED,
   internal: Status.INTERNAL,
 };
 

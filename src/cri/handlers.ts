@@ -1,5 +1,5 @@
 // Which RPCs berth implements, by service. An RPC missing here answers UNIMPLEMENTED (see server.ts).
-import type { CriContext, StreamRpc, UnaryRpc } from './rpc.ts';
+import type { StreamRpc, UnaryRpc } from './rpc.ts';
 import { version } from './version.ts';
 import { status } from './status.ts';
 import { runtimeConfig } from './runtime-config.ts';
@@ -11,8 +11,8 @@ import { removeImage } from './remove-image.ts';
 import { imageFsInfo } from './image-fs-info.ts';
 
 export type AnyHandler =
-  | { kind: 'unary'; fn: (req: unknown, ctx: CriContext) => Promise<unknown> }
-  | { kind: 'stream'; fn: (req: unknown, ctx: CriContext) => AsyncIterable<unknown> };
+  | { kind: 'unary'; fn: UnaryRpc<unknown, unknown> }
+  | { kind: 'stream'; fn: StreamRpc<unknown, unknown> };
 
 // The request types are erased here: grpc-js hands over decoded messages of the RPC's own type.
 const unary = <Req, Res>(fn: UnaryRpc<Req, Res>): AnyHandler => ({ kind: 'unary', fn: fn as UnaryRpc<unknown, unknown> });

@@ -12,6 +12,14 @@ export interface CriContext {
   probe: RuntimeProbe;
 }
 
-export type UnaryRpc<Req, Res> = (req: Req, ctx: CriContext) => Promise<Res>;
-/** Server-streaming RPCs yield response messages; the server writes each one in order. */
-export type StreamRpc<Req, Res> = (req: Req, ctx: CriContext) => AsyncIterable<Res>;
+/**
+ * A handler's third argument fires when the client cancels, its deadline passes or the daemon
+ * shuts down. Pass it to every wait and every outside process the call starts, so abandoned work
+ * stops instead of running on for nobody.
+ */
+export type UnaryRpc<Req, Res> = (req: Req, ctx: CriContext, signal: AbortSignal) => Promise<Res>;
+/**
+ * Server-streaming RPCs yield response messages; the server writes each one in order. A stream
+ * that waits for news (events) must end its waits when `signal` fires: the client has gone.
+ */
+export type StreamRpc<Req, Res> = (req: Req, ctx: CriContext, signal: AbortSignal) => AsyncIterable<Res>;

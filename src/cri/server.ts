@@ -17,6 +17,7 @@ import { Duplex } from 'node:stream';
 import { loadCri } from './proto.ts';
 import { AuthorityRewriter } from './authority-rewriter.ts';
 import { toStatus } from './errors.ts';
+import { BerthError } from '../util/errors.ts';
 import { HANDLERS, type AnyHandler } from './handlers.ts';
 import type { CriContext } from './rpc.ts';
 
@@ -29,7 +30,45 @@ function unimplemented(service: string, method: string, ctx: CriContext): Untype
   }) as UntypedHandleCall;
 }
 
-function wrap(service: string, method: string, handler: AnyHandler, ctx: CriContext): UntypedHandleCall {
+/**
+ * One AbortController per call. It fires when the client cancels or hangs up, when the call's
+ * deadline passes (grpc-js reports that as a cancel too; the timer is the backstop) and when the
+ * daemon cuts calls off at shutdown.
+ */
+function callSignal(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, live: Set<AbortController>): { signal: AbortSignal; done: () => void } {
+  const ac = new AbortController();
+  live.add(ac);
+  const cancel = (): void => ac.abort(new BerthError('cancelled', 'the client cancelled the call or its deadline passed'));
+  call.once('cancelled', cancel);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) ? deadline - Date.now() : Infinity;
+  if (Number.isFinite(ms)) timer = setTimeout(cancel, Math.max(0, ms));
+  return {
+    signal: ac.signal,
+    done: () => {
+      live.delete(ac);
+      call.off('cancelled', cancel);
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Resolves when the stream can take more, or when the call is over: a gone client never drains. */
+function drained(call: ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const finish = (): void => {
+      call.off('drain', finish);
+      signal.removeEventListener('abort', finish);
+      resolve();
+    };
+    call.once('drain', finish);
+    signal.addEventListener('abort', finish, { once: true });
+    if (signal.aborted) finish();
+  });
+}
+
+function wrap(service: string, method: string, handler: AnyHandler, ctx: CriContext, live: Set<AbortController>): UntypedHandleCall {
   const log = ctx.log.child({ rpc: `${service}.${method}` });
   const failed = (err: unknown, started: number): ReturnType<typeof toStatus> => {
     const st = toStatus(err);
@@ -40,40 +79,52 @@ function wrap(service: string, method: string, handler: AnyHandler, ctx: CriCont
   if (handler.kind === 'unary') {
     return ((call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const started = Date.now();
-      handler.fn(call.request, ctx).then(
+      const { signal, done } = callSignal(call, live);
+      handler.fn(call.request, ctx, signal).then(
         (res) => {
+          done();
           log.debug({ ms: Date.now() - started }, 'rpc done');
           callback(null, res);
         },
-        (err: unknown) => callback(failed(err, started)),
+        (err: unknown) => {
+          done();
+          callback(failed(err, started));
+        },
       );
     }) as UntypedHandleCall;
   }
   return ((call: ServerWritableStream<unknown, unknown>) => {
     const started = Date.now();
+    const { signal, done } = callSignal(call, live);
     const run = async (): Promise<void> => {
-      for await (const msg of handler.fn(call.request, ctx)) {
-        if (call.cancelled) return;
-        if (!call.write(msg)) await new Promise((resolve) => call.once('drain', resolve));
+      // Leaving the loop early runs the generator's finally blocks, so it releases what it holds.
+      for await (const msg of handler.fn(call.request, ctx, signal)) {
+        if (signal.aborted) return;
+        if (!call.write(msg)) await drained(call, signal);
+        if (signal.aborted) return;
       }
     };
     run().then(
-      () => call.end(),
+      () => {
+        done();
+        if (!signal.aborted) call.end();
+      },
       (err: unknown) => {
+        done();
         const st = failed(err, started);
-        call.emit('error', st);
+        if (!signal.aborted) call.emit('error', st);
       },
     );
   }) as UntypedHandleCall;
 }
 
-function implement(name: 'RuntimeService' | 'ImageService', ctx: CriContext): [ServiceDefinition, UntypedServiceImplementation] {
+function implement(name: 'RuntimeService' | 'ImageService', ctx: CriContext, live: Set<AbortController>): [ServiceDefinition, UntypedServiceImplementation] {
   const definition = loadCri()[name].service;
   const impl: UntypedServiceImplementation = {};
   const handlers: Record<string, AnyHandler | undefined> = HANDLERS[name];
   for (const method of Object.keys(definition)) {
     const handler = handlers[method];
-    impl[method] = handler ? wrap(name, method, handler, ctx) : unimplemented(name, method, ctx);
+    impl[method] = handler ? wrap(name, method, handler, ctx, live) : unimplemented(name, method, ctx);
   }
   return [definition, impl];
 }
@@ -93,7 +144,8 @@ export async function startCriServer(socketPath: string, ctx: CriContext): Promi
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.max_send_message_length': 16 * 1024 * 1024,
   });
-  for (const name of ['RuntimeService', 'ImageService'] as const) server.addService(...implement(name, ctx));
+  const live = new Set<AbortController>();
+  for (const name of ['RuntimeService', 'ImageService'] as const) server.addService(...implement(name, ctx, live));
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const connections = new Set<Socket>();
   const listener = createServer((socket) => {
@@ -122,6 +174,7 @@ export async function startCriServer(socketPath: string, ctx: CriContext): Promi
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
+          for (const ac of live) ac.abort(new BerthError('unavailable', 'berthd is shutting down'));
           server.forceShutdown();
           resolve();
         }, graceMs);

@@ -1,8 +1,9 @@
-// Garbage collection: mark everything reachable from a named image, sweep the rest. Runs at start
-// (to finish what a crash interrupted) and after every image removal.
+// Garbage collection: mark everything reachable from a named image or held by a lease, sweep the
+// rest. Runs at start (to finish what a crash interrupted) and after every image removal.
 import type { ContentStore } from '../content/store.ts';
 import type { SnapshotStore } from '../snapshot/store.ts';
 import type { ImageRecords } from './records.ts';
+import type { Lease } from './leases.ts';
 
 export interface GcResult {
   images: number;
@@ -10,7 +11,12 @@ export interface GcResult {
   snapshots: number;
 }
 
-export async function collectGarbage(records: ImageRecords, content: ContentStore, snapshots: SnapshotStore): Promise<GcResult> {
+export async function collectGarbage(
+  records: ImageRecords,
+  leases: readonly Lease[],
+  content: ContentStore,
+  snapshots: SnapshotStore,
+): Promise<GcResult> {
   const result: GcResult = { images: 0, blobs: 0, snapshots: 0 };
   const named = new Set([...records.names.values()].map((n) => n.id));
   for (const name of [...records.names.values()]) {
@@ -31,6 +37,10 @@ export async function collectGarbage(records: ImageRecords, content: ContentStor
       liveBlobs.add(layer.digest);
       liveSnapshots.add(layer.chainId);
     }
+  }
+  for (const lease of leases) {
+    for (const blob of lease.blobs) liveBlobs.add(blob);
+    for (const chainId of lease.chainIds) liveSnapshots.add(chainId);
   }
   for (const blob of await content.list()) {
     if (!liveBlobs.has(blob.digest) && (await content.delete(blob.digest))) result.blobs++;

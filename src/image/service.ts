@@ -16,7 +16,9 @@ import { Puller } from './pull.ts';
 import { parsePlatform } from './registry/platform.ts';
 import { parseConfig } from './manifest.ts';
 import { collectGarbage } from './gc.ts';
-import { invalidArgument } from '../util/errors.ts';
+import { LeaseStore } from './leases.ts';
+import type { ImageConfig } from './manifest.ts';
+import { invalidArgument, notFound } from '../util/errors.ts';
 
 /** What the CRI reports about one image. */
 export interface ImageRecordView {
@@ -30,12 +32,24 @@ export interface ImageRecordView {
   pinned: boolean;
 }
 
+/** An image as a holder of a lease sees it: enough to mount its layers and build a process from it. */
+export interface LeasedImage {
+  id: string;
+  /** The name a container reports as its image ref: the repo digest it was pulled by, else the ID. */
+  ref: string;
+  repoTags: string[];
+  /** Layer directories top-first, as overlayfs's lowerdir wants them. */
+  lowerDirs: string[];
+  config: ImageConfig;
+}
+
 const ID_PREFIX_RE = /^(?:sha256:)?([a-f0-9]{1,64})$/;
 
 export class ImageService {
   private readonly config: BerthConfig;
   private readonly log: Logger;
   private readonly records: ImageRecords;
+  private readonly leases: LeaseStore;
   private readonly content: ContentStore;
   private readonly snapshots: SnapshotStore;
   private readonly registry: RegistryClient;
@@ -52,6 +66,7 @@ export class ImageService {
     this.config = config;
     this.log = log;
     this.records = new ImageRecords(join(config.root, 'metadata'));
+    this.leases = new LeaseStore(join(config.root, 'metadata', 'leases'));
     this.content = new ContentStore(join(config.root, 'content'));
     this.snapshots = new SnapshotStore(join(config.root, 'snapshots'));
     this.registry = new RegistryClient({
@@ -77,6 +92,7 @@ export class ImageService {
     await this.content.init();
     await this.snapshots.cleanup();
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable image metadata moved aside; that image must be pulled again');
+    for (const path of await this.leases.load()) this.log.warn({ path }, 'unreadable lease moved aside; its layers are no longer held');
     await this.runGc();
     this.unpackers.warm();
   }
@@ -201,6 +217,47 @@ export class ImageService {
     }
   }
 
+  /**
+   * Holds the image's layers and config for `holder` (e.g. `container/<id>`) until releaseLease,
+   * even if the image loses its names meanwhile. Taking a lease again replaces the old one.
+   */
+  async lease(holder: string, nameOrId: string): Promise<LeasedImage> {
+    // A GC already running marked without this lease; let it finish before looking the image up.
+    while (this.gcRunning) await this.gcRunning;
+    const rec = this.lookup(nameOrId);
+    if (!rec) throw notFound(`image ${JSON.stringify(nameOrId)} is not present; pull it first`);
+    const chainIds = rec.layers.map((l) => l.chainId);
+    // put() records the lease in memory before its first await, so any later GC sees it.
+    await this.leases.put({ holder, imageId: rec.id, chainIds, blobs: [rec.configDigest] });
+    return this.leasedView(rec.id, chainIds, rec.configDigest);
+  }
+
+  /** What a holder's lease gives it, from the lease alone: it works after the image was removed. */
+  async leased(holder: string): Promise<LeasedImage | undefined> {
+    const lease = this.leases.get(holder);
+    if (!lease) return undefined;
+    const configDigest = lease.blobs[0];
+    if (!configDigest) return undefined;
+    return this.leasedView(lease.imageId, lease.chainIds, configDigest);
+  }
+
+  /** Lets GC take what `holder` held, once no image or other lease needs it. Unknown holders are fine. */
+  async releaseLease(holder: string): Promise<void> {
+    if (await this.leases.release(holder)) this.scheduleGc();
+  }
+
+  private async leasedView(id: string, chainIds: string[], configDigest: string): Promise<LeasedImage> {
+    const names = this.records.namesOf(id).sort();
+    const digested = names.find((n) => n.includes('@'));
+    return {
+      id,
+      ref: digested ?? id,
+      repoTags: names.filter((n) => !n.includes('@')),
+      lowerDirs: this.snapshots.lowerDirs(chainIds),
+      config: parseConfig(await this.content.readBuffer(configDigest), id),
+    };
+  }
+
   /** Removes the image with every name it has (the CRI contract); unknown images are fine. */
   async remove(nameOrId: string): Promise<void> {
     const rec = this.lookup(nameOrId);
@@ -232,7 +289,7 @@ export class ImageService {
 
   private async runGc(): Promise<void> {
     try {
-      const removed = await collectGarbage(this.records, this.content, this.snapshots);
+      const removed = await collectGarbage(this.records, this.leases.all(), this.content, this.snapshots);
       if (removed.blobs + removed.snapshots + removed.images > 0) this.log.info(removed, 'garbage collected');
     } catch (err) {
       this.log.error({ err }, 'garbage collection failed; will retry after the next removal');

@@ -1,5 +1,5 @@
 // Typed failures that services throw. The CRI layer maps each kind to one gRPC status code, so the
-// services never import gRPC and the mapping lives in a single place (src/cri/status.ts).
+// services never import gRPC and the mapping lives in a single place (src/cri/errors.ts).
 
 export type ErrorKind =
   | 'invalid-argument'
@@ -11,6 +11,7 @@ export type ErrorKind =
   | 'unavailable'
   | 'resource-exhausted'
   | 'unimplemented'
+  | 'cancelled'
   | 'internal';
 
 export class BerthError extends Error {

@@ -42,8 +42,11 @@ export function baseSpec(args: string[]): OciSpec {
   };
 }
 
-/** Runs the spec under runc (own --root), waits at most 30 s, and removes everything it made. */
-export async function runSpec(spec: OciSpec): Promise<RunResult> {
+/**
+ * Runs the spec under runc (own --root), waits at most 30 s, and removes everything it made.
+ * `files` are written into the rootfs first (path relative to it → contents).
+ */
+export async function runSpec(spec: OciSpec, files: Record<string, string> = {}): Promise<RunResult> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-runc-'));
   const id = `berth-test-${randomBytes(6).toString('hex')}`;
   const state = join(dir, 'state');
@@ -51,6 +54,7 @@ export async function runSpec(spec: OciSpec): Promise<RunResult> {
     await mkdir(join(dir, 'rootfs/bin'), { recursive: true });
     for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc']) await mkdir(join(dir, 'rootfs', d));
     await copyFile('/bin/busybox', join(dir, 'rootfs/bin/busybox'));
+    for (const [path, text] of Object.entries(files)) await writeFile(join(dir, 'rootfs', path), text);
     await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
     return await new Promise<RunResult>((resolve, reject) => {
       execFile('runc', ['--root', state, 'run', '--bundle', dir, id], { timeout: 30_000 }, (err, stdout, stderr) => {

@@ -11,6 +11,7 @@ import type { Mount__Output } from '../../src/cri/gen/runtime/v1/Mount.ts';
 import { criMounts, defaultMounts } from '../../src/oci/mounts.ts';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, protectedPaths } from '../../src/oci/paths.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { baseSpec, runSpec } from '../helpers/runc.ts';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -159,4 +160,36 @@ test('masked and read-only paths: defaults, CRI lists replace them, privileged g
   assert.deepEqual(given, { maskedPaths: ['/proc/foo'], readonlyPaths: ['/proc/bar'] });
   assert.deepEqual(protectedPaths({ privileged: true, maskedPaths: ['/proc/foo'] }), { maskedPaths: [], readonlyPaths: [] });
   assert.throws(() => protectedPaths({ privileged: false, readonlyPaths: ['proc/x'] }), invalid(/readonly_paths: "proc\/x"/));
+});
+
+describe('bind mounts under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+  let src: string;
+  let mountedSub = false;
+  before(async () => {
+    src = join(base, 'vol');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await run('mount', ['-t', 'tmpfs', 'berth-test', join(src, 'sub')]);
+    mountedSub = true;
+  });
+  after(async () => {
+    if (mountedSub) await run('umount', ['-l', join(src, 'sub')]).catch(() => undefined);
+  });
+
+  const touch = async (over: Partial<Mount__Output>): Promise<string> => {
+    const spec = baseSpec(['/bin/busybox', 'sh', '-c', 'busybox touch /data/top; echo top=$?; busybox touch /data/sub/below; echo sub=$?']);
+    spec.mounts.push(...(await criMounts([mount({ host_path: src, ...over })])).mounts);
+    const r = await runSpec(spec);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout;
+  };
+
+  test('read-write: the container writes through to the host', async () => {
+    assert.equal(await touch({}), 'top=0\nsub=0\n');
+    assert.ok((await stat(join(src, 'top'))).isFile());
+    await rm(join(src, 'top'));
+  });
+  test('readonly alone leaves a submount writable; recursive_read_only closes it too', async () => {
+    assert.equal(await touch({ readonly: true }), 'top=1\nsub=0\n');
+    assert.equal(await touch({ readonly: true, recursive_read_only: true }), 'top=1\nsub=1\n');
+  });
 });

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { BerthError, errorMessage, failedPrecondition, invalidArgument } from '../util/errors.ts';
-import { scanConfDir, type NetworkList } from './cni-config.ts';
+import { scanConfDir, type NetworkList, type PluginConf } from './cni-config.ts';
 import { execPlugin, findPlugin, resultIps } from './cni-exec.ts';
 import { parseSubnets, renderDefaultNetwork } from './default-network.ts';
 import { readInterfaceStats, type InterfaceStats } from './interface-stats.ts';
@@ -144,11 +144,11 @@ export class PodNetwork {
       await this.#cache.put(record);
       let prevResult: unknown;
       const started = performance.now();
-      for (const plugin of record.network.plugins) {
+      for (const [index, plugin] of record.network.plugins.entries()) {
         try {
           prevResult = await execPlugin({ ...this.#call(record, 'ADD', signal), plugin, netns: req.netnsPath, prevResult });
         } catch (err) {
-          await this.#rollback(record, prevResult);
+          await this.#rollback(record, index, prevResult);
           throw err;
         }
       }
@@ -260,27 +260,46 @@ export class PodNetwork {
     };
   }
 
-  /** DEL over the whole chain, last plugin first; every plugin runs even if one fails. */
-  async #del(record: AttachmentRecord, netnsPath: string, signal?: AbortSignal, prevResult: unknown = record.result): Promise<void> {
-    // A netns already removed is passed as '' so plugins release IPs and host rules without entering it.
+  /**
+   * DEL over `plugins` (the whole chain unless given), last plugin first; every plugin runs even if
+   * one fails. Returns the index of each plugin whose DEL failed with its error.
+   */
+  async #delEach(record: AttachmentRecord, netnsPath: string, signal: AbortSignal | undefined, prevResult: unknown, count = record.network.plugins.length): Promise<Array<[number, unknown]>> {
+    // A netns already removed is passed as '' so plugins still release IPs and host rules they can
+    // find without entering it. (bridge's ipMasq rules are found through the pod's interface, so
+    // callers tear the network down before removing the netns, as containerd does.)
     const netns = netnsPath && (await netnsExists(netnsPath)) ? netnsPath : '';
-    const errors: unknown[] = [];
-    for (const plugin of [...record.network.plugins].reverse()) {
+    const failures: Array<[number, unknown]> = [];
+    for (let i = count - 1; i >= 0; i--) {
+      const plugin = record.network.plugins[i] as PluginConf;
       try {
         await execPlugin({ ...this.#call(record, 'DEL', signal), plugin, netns, prevResult });
       } catch (err) {
-        errors.push(err);
+        failures.push([i, err]);
       }
     }
-    if (errors.length > 0) throw errors[0];
+    return failures;
   }
 
-  async #rollback(record: AttachmentRecord, prevResult: unknown): Promise<void> {
-    try {
-      // No signal: the caller may have given up, but what the plugins made must still go.
-      await this.#del(record, record.netnsPath, undefined, prevResult);
+  async #del(record: AttachmentRecord, netnsPath: string, signal?: AbortSignal): Promise<void> {
+    const failures = await this.#delEach(record, netnsPath, signal, record.result);
+    if (failures.length > 0) throw failures[0]?.[1];
+  }
+
+  /**
+   * Undoes an ADD that failed at plugin `failed`: DEL for it and every plugin before it. The failed
+   * plugin's own DEL may fail too (a config it cannot parse fails both ways) and is not held against
+   * the rollback: a plugin cleans up its own half-done ADD. A failed DEL of an earlier plugin keeps
+   * the record, so StopPodSandbox retries the teardown.
+   */
+  async #rollback(record: AttachmentRecord, failed: number, prevResult: unknown): Promise<void> {
+    // No signal: the caller may have given up, but what the plugins made must still go.
+    const failures = (await this.#delEach(record, record.netnsPath, undefined, prevResult, failed + 1)).filter(([i]) => i < failed);
+    if (failures.length === 0) {
       await this.#cache.remove(record.sandboxId);
-    } catch (err) {
+      return;
+    }
+    for (const [, err] of failures) {
       this.#log.error({ sandbox: record.sandboxId, err: errorMessage(err) }, 'rolling back a failed CNI ADD failed; StopPodSandbox retries the DEL');
     }
   }

@@ -50,6 +50,9 @@ export function renderDefaultNetwork(opts: DefaultNetworkOptions): NetworkList {
         isGateway: true,
         ipMasq: true,
         hairpinMode: true,
+        // A new pod CIDR moves the gateway address: without this the bridge refuses the new one.
+        // Pods started before the change lose their gateway, but the kubelet sends the CIDR first.
+        forceAddress: true,
         ipam: {
           type: 'host-local',
           ranges: opts.subnets.map((subnet) => [{ subnet }]),

@@ -2,9 +2,10 @@
 // it (no infra process needed) and survives a daemon restart.
 //
 // Node cannot unshare(2) or mount(2), so this spawns util-linux: `unshare --net=PATH ip link set lo
-// up` makes the namespace, pins it and brings loopback up in one process chain (~5 ms on the 2-core
-// test VM), and `umount -l` releases it. A native addon would save those milliseconds but adds a
-// compiler to every install; a pod's CNI ADD costs 50-100 ms of plugin runs, so the spawn is noise.
+// up` makes the namespace, pins it and brings loopback up in one process chain (5.6 ms on the 2-core
+// VM; the same syscalls from C take 0.85 ms), and `umount -l` releases it (3.1 ms vs 0.19 ms). A
+// native addon would save ~8 ms per pod but put a compiler on every install, while the pod's CNI ADD
+// and DEL take ~130 ms and ~200 ms of plugin runs.
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { BerthError, alreadyExists, errorMessage } from '../util/errors.ts';

@@ -69,7 +69,7 @@ function dropNatRules(network: string): void {
 
 after(async () => {
   if (!base) return;
-  // createNetns made the netns directories shared bind mounts of themselves.
+  // Safety net: a test that failed half-way may leave a pin directory bind-mounted on itself.
   for (const dir of await readdir(base)) spawnSync('umount', [join(base, dir, 'netns')], { stdio: 'ignore' });
   await rm(base, { recursive: true, force: true });
 });
@@ -307,15 +307,40 @@ test('with no CNI config berth uses its own bridge network on default_subnet, th
   await assert.rejects(net.updatePodCidr('10.220.0.0/33'), /pod CIDR .*not a subnet/);
 });
 
-test('netns: created with loopback up, refused when it exists, removal is idempotent', { skip }, async () => {
+const isMountPoint = (path: string): boolean => run('findmnt', ['-n', '--mountpoint', path]).out.trim() !== '';
+
+test('netns: created with loopback up, refused when it exists, removal is idempotent and leaves no mount', { skip }, async () => {
   const dir = await mkdtemp(join(base, 'ns-'));
-  const path = join(dir, 'netns', 'x');
+  const pins = join(dir, 'netns');
+  const path = join(pins, 'x');
   namespaces.add(path);
   await createNetns(path);
   assert.equal(await netnsExists(path), true);
   assert.match(run('nsenter', [`--net=${path}`, 'ip', '-o', 'link', 'show', 'lo']).out, /UP/);
+  assert.match(run('findmnt', ['-n', '-o', 'PROPAGATION', '--mountpoint', pins]).out, /shared/, 'pin directory is a shared mount, as ip netns makes /run/netns');
   await assert.rejects(createNetns(path), (err: BerthError) => err.kind === 'already-exists');
   await removeNetns(path);
   await removeNetns(path);
   assert.equal(await netnsExists(path), false);
+  assert.equal(isMountPoint(pins), false, 'the last pin took the directory mount with it');
+  await rm(pins, { recursive: true }); // so the directory can go
+});
+
+test('netns: a pin beside other mounts does not hide them', { skip }, async () => {
+  const dir = await mkdtemp(join(base, 'ns-'));
+  const podDir = join(dir, 'netns');
+  const shm = join(podDir, 'shm');
+  await mkdir(shm, { recursive: true });
+  assert.equal(run('mount', ['-t', 'tmpfs', 'tmpfs', shm]).status, 0);
+  try {
+    await writeFile(join(shm, 'canary'), 'x');
+    const path = join(podDir, 'net');
+    namespaces.add(path);
+    await createNetns(path);
+    assert.equal(isMountPoint(podDir), false, 'no bind mount over a directory with mounts below it');
+    assert.equal(run('cat', [join(shm, 'canary')]).out, 'x', 'the tmpfs beside the pin is still visible');
+    await removeNetns(path);
+  } finally {
+    run('umount', [shm]);
+  }
 });

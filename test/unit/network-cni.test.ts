@@ -5,7 +5,8 @@ import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -305,6 +306,48 @@ test('with no CNI config berth uses its own bridge network on default_subnet, th
   await restarted.tearDown(q);
   assert.deepEqual(await leases(join(f.config.root, 'network', 'ipam')), []);
   await assert.rejects(net.updatePodCidr('10.220.0.0/33'), /pod CIDR .*not a subnet/);
+});
+
+/** A plugin that hangs on ADD (after leaving a mark) and succeeds at DEL: a stuck network helper. */
+async function hangingPlugin(dir: string): Promise<{ binDir: string; started: string }> {
+  const binDir = join(dir, 'bin');
+  const started = join(dir, 'hang-started');
+  await mkdir(binDir);
+  await writeFile(join(binDir, 'bnt-hang'), `#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then : > ${started}; exec sleep 600; fi\nexit 0\n`, { mode: 0o755 });
+  return { binDir, started };
+}
+
+test('a plugin that hangs is killed at plugin_timeout, named, and the ADD rolled back', { skip }, async () => {
+  const f = await fixture(({ bridge, ipamDir }) => [
+    { type: 'bridge', bridge, isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: ipamDir } },
+    { type: 'bnt-hang' },
+  ]);
+  const { binDir } = await hangingPlugin(join(f.confDir, '..'));
+  f.config.network.cniBinDirs = [binDir, '/usr/lib/cni'];
+  f.config.network.pluginTimeoutSeconds = 1;
+  const net = await network(f.config);
+  const p = await pod(f, net, 'k');
+  await assert.rejects(net.setUp(p), /CNI plugin bnt-hang ADD \(network net-bnt[0-9a-f]+\): .*did not finish within 1000 ms/);
+  assert.equal((await leases(f.ipamDir)).length, 0);
+  assert.equal(run('ip', ['-o', 'link', 'show', 'master', f.bridge]).out.trim(), '');
+});
+
+test('a cancelled setUp kills the running plugin and rolls back', { skip }, async () => {
+  const f = await fixture(({ bridge, ipamDir }) => [
+    { type: 'bridge', bridge, isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: ipamDir } },
+    { type: 'bnt-hang' },
+  ]);
+  const { binDir, started } = await hangingPlugin(join(f.confDir, '..'));
+  f.config.network.cniBinDirs = [binDir, '/usr/lib/cni'];
+  const net = await network(f.config);
+  const p = await pod(f, net, 'l');
+  const ac = new AbortController();
+  const setUp = net.setUp(p, ac.signal);
+  for (let i = 0; i < 300 && !(await access(started).then(() => true, () => false)); i++) await sleep(20);
+  ac.abort();
+  await assert.rejects(setUp, (err: BerthError) => err.kind === 'cancelled' && /bnt-hang ADD/.test(err.message));
+  assert.equal((await leases(f.ipamDir)).length, 0);
+  assert.deepEqual(await readdir(join(f.config.root, 'network', 'results')), []);
 });
 
 const isMountPoint = (path: string): boolean => run('findmnt', ['-n', '--mountpoint', path]).out.trim() !== '';

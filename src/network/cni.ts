@@ -226,7 +226,8 @@ export class PodNetwork {
     });
     // Written out so an admin can see (and copy into cni_conf_dir) exactly what pods join.
     const source = join(this.#dir, 'default.conflist');
-    await writeFileAtomic(source, `${JSON.stringify(network, null, 2)}\n`);
+    const text = `${JSON.stringify(network, null, 2)}\n`;
+    if ((await readFile(source, 'utf8').catch(() => '')) !== text) await writeFileAtomic(source, text);
     return { network, source };
   }
 

@@ -12,6 +12,7 @@ import { scanConfDir, type NetworkList, type PluginConf } from './cni-config.ts'
 import { execPlugin, findPlugin, resultIps } from './cni-exec.ts';
 import { parseSubnets, renderDefaultNetwork } from './default-network.ts';
 import { readInterfaceStats, type InterfaceStats } from './interface-stats.ts';
+import { ensureMasquerade, removeMasquerade } from './masquerade.ts';
 import { netnsExists } from './netns.ts';
 import { checkSandboxId, ResultCache, type AttachmentRecord } from './result-cache.ts';
 
@@ -47,6 +48,8 @@ const IF_NAME = 'eth0';
 interface Selected {
   network: NetworkList;
   source: string;
+  /** Subnets berth masquerades itself (its default network), installed with the first pod. */
+  masquerade?: string[];
 }
 
 export class PodNetwork {
@@ -59,6 +62,8 @@ export class PodNetwork {
   #readiness: NetworkReadiness = { ready: false, reason: 'NetworkPluginNotReady', message: 'network not initialised yet' };
   /** Conf dir mtime at the last scan: a scan is skipped while nothing in the dir changed. */
   #scannedMtime = -1;
+  /** Masquerade rules known to be in place (checked once per subnet per daemon run). */
+  readonly #masqueraded = new Set<string>();
   /** One operation per sandbox at a time: a DEL racing its own ADD would free an IP still being set up. */
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -128,6 +133,11 @@ export class PodNetwork {
     return this.#serial(req.sandboxId, async () => {
       await this.refresh();
       if (!this.#readiness.ready || !this.#selected) throw failedPrecondition(`pod network not ready: ${this.#readiness.message}`);
+      for (const subnet of this.#selected.masquerade ?? []) {
+        if (this.#masqueraded.has(subnet)) continue;
+        await ensureMasquerade(subnet, signal);
+        this.#masqueraded.add(subnet);
+      }
       const earlier = await this.#cache.get(req.sandboxId, () => {});
       // A retried setUp returns what the first made; one cut off mid-ADD is undone first.
       if (earlier?.result !== undefined) return { ips: resultIps(earlier.result, earlier.ifName) };
@@ -201,8 +211,14 @@ export class PodNetwork {
       throw invalidArgument(`pod CIDR ${errorMessage(err)}`);
     }
     if (cidr === this.#podCidr) return;
+    const old = parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet);
     await writeFileAtomic(join(this.#dir, 'pod-cidr.json'), JSON.stringify({ podCidr: cidr }), 0o600);
     this.#podCidr = cidr;
+    // Pods on the old subnet lose their gateway anyway (see default-network.ts).
+    for (const subnet of old) {
+      await removeMasquerade(subnet);
+      this.#masqueraded.delete(subnet);
+    }
     this.#log.info({ podCidr: cidr }, 'pod CIDR updated');
     this.#scannedMtime = -1;
     await this.refresh();
@@ -219,8 +235,9 @@ export class PodNetwork {
   }
 
   async #defaultNetwork(): Promise<Selected> {
+    const subnets = parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet);
     const network = renderDefaultNetwork({
-      subnets: parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet),
+      subnets,
       bridge: this.#config.network.defaultBridge,
       ipamDataDir: join(this.#dir, 'ipam'),
     });
@@ -228,7 +245,7 @@ export class PodNetwork {
     const source = join(this.#dir, 'default.conflist');
     const text = `${JSON.stringify(network, null, 2)}\n`;
     if ((await readFile(source, 'utf8').catch(() => '')) !== text) await writeFileAtomic(source, text);
-    return { network, source };
+    return { network, source, masquerade: subnets };
   }
 
   async #loadPodCidr(): Promise<string | undefined> {

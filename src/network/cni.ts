@@ -138,7 +138,7 @@ export class PodNetwork {
         await ensureMasquerade(subnet, signal);
         this.#masqueraded.add(subnet);
       }
-      const earlier = await this.#cache.get(req.sandboxId, () => {});
+      const earlier = await this.#record(req.sandboxId);
       // A retried setUp returns what the first made; one cut off mid-ADD is undone first.
       if (earlier?.result !== undefined) return { ips: resultIps(earlier.result, earlier.ifName) };
       if (earlier) await this.#del(earlier, earlier.netnsPath, signal);
@@ -177,9 +177,7 @@ export class PodNetwork {
   async tearDown(req: Pick<PodNetworkRequest, 'sandboxId' | 'netnsPath'>, signal?: AbortSignal): Promise<void> {
     checkSandboxId(req.sandboxId);
     await this.#serial(req.sandboxId, async () => {
-      const record = await this.#cache.get(req.sandboxId, (path) =>
-        this.#log.error({ sandbox: req.sandboxId, path }, 'damaged CNI result record moved aside; this pod\'s IP lease and host rules may need manual cleanup'),
-      );
+      const record = await this.#record(req.sandboxId);
       if (!record) return;
       await this.#del(record, req.netnsPath || record.netnsPath, signal);
       await this.#cache.remove(req.sandboxId);
@@ -190,7 +188,7 @@ export class PodNetwork {
   async check(req: Pick<PodNetworkRequest, 'sandboxId' | 'netnsPath'>, signal?: AbortSignal): Promise<void> {
     checkSandboxId(req.sandboxId);
     await this.#serial(req.sandboxId, async () => {
-      const record = await this.#cache.get(req.sandboxId, () => {});
+      const record = await this.#record(req.sandboxId);
       if (!record?.result) throw failedPrecondition(`pod ${req.sandboxId} has no network attachment to check`);
       // CHECK exists from spec 0.4.0 on; a list may also opt out.
       if (record.network.cniVersion.startsWith('0.3.') || record.network.disableCheck) return;
@@ -232,6 +230,12 @@ export class PodNetwork {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#inFlight]);
+  }
+
+  #record(sandboxId: string): Promise<AttachmentRecord | undefined> {
+    return this.#cache.get(sandboxId, (path) =>
+      this.#log.error({ sandbox: sandboxId, path }, 'damaged CNI result record moved aside; this pod\'s IP lease and host rules may need manual cleanup'),
+    );
   }
 
   async #defaultNetwork(): Promise<Selected> {

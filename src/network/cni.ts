@@ -8,10 +8,11 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { BerthError, errorMessage, failedPrecondition, invalidArgument } from '../util/errors.ts';
-import { scanConfDir, type NetworkList } from './cni-config.ts';
+import { scanConfDir, type NetworkList, type PluginConf } from './cni-config.ts';
 import { execPlugin, findPlugin, resultIps } from './cni-exec.ts';
 import { parseSubnets, renderDefaultNetwork } from './default-network.ts';
 import { readInterfaceStats, type InterfaceStats } from './interface-stats.ts';
+import { ensureMasquerade, removeMasquerade } from './masquerade.ts';
 import { netnsExists } from './netns.ts';
 import { checkSandboxId, ResultCache, type AttachmentRecord } from './result-cache.ts';
 
@@ -47,6 +48,8 @@ const IF_NAME = 'eth0';
 interface Selected {
   network: NetworkList;
   source: string;
+  /** Subnets berth masquerades itself (its default network), installed with the first pod. */
+  masquerade?: string[];
 }
 
 export class PodNetwork {
@@ -59,6 +62,8 @@ export class PodNetwork {
   #readiness: NetworkReadiness = { ready: false, reason: 'NetworkPluginNotReady', message: 'network not initialised yet' };
   /** Conf dir mtime at the last scan: a scan is skipped while nothing in the dir changed. */
   #scannedMtime = -1;
+  /** Masquerade rules known to be in place (checked once per subnet per daemon run). */
+  readonly #masqueraded = new Set<string>();
   /** One operation per sandbox at a time: a DEL racing its own ADD would free an IP still being set up. */
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -128,7 +133,12 @@ export class PodNetwork {
     return this.#serial(req.sandboxId, async () => {
       await this.refresh();
       if (!this.#readiness.ready || !this.#selected) throw failedPrecondition(`pod network not ready: ${this.#readiness.message}`);
-      const earlier = await this.#cache.get(req.sandboxId, () => {});
+      for (const subnet of this.#selected.masquerade ?? []) {
+        if (this.#masqueraded.has(subnet)) continue;
+        await ensureMasquerade(subnet, signal);
+        this.#masqueraded.add(subnet);
+      }
+      const earlier = await this.#record(req.sandboxId);
       // A retried setUp returns what the first made; one cut off mid-ADD is undone first.
       if (earlier?.result !== undefined) return { ips: resultIps(earlier.result, earlier.ifName) };
       if (earlier) await this.#del(earlier, earlier.netnsPath, signal);
@@ -144,11 +154,11 @@ export class PodNetwork {
       await this.#cache.put(record);
       let prevResult: unknown;
       const started = performance.now();
-      for (const plugin of record.network.plugins) {
+      for (const [index, plugin] of record.network.plugins.entries()) {
         try {
           prevResult = await execPlugin({ ...this.#call(record, 'ADD', signal), plugin, netns: req.netnsPath, prevResult });
         } catch (err) {
-          await this.#rollback(record, prevResult);
+          await this.#rollback(record, index, prevResult);
           throw err;
         }
       }
@@ -167,9 +177,7 @@ export class PodNetwork {
   async tearDown(req: Pick<PodNetworkRequest, 'sandboxId' | 'netnsPath'>, signal?: AbortSignal): Promise<void> {
     checkSandboxId(req.sandboxId);
     await this.#serial(req.sandboxId, async () => {
-      const record = await this.#cache.get(req.sandboxId, (path) =>
-        this.#log.error({ sandbox: req.sandboxId, path }, 'damaged CNI result record moved aside; this pod\'s IP lease and host rules may need manual cleanup'),
-      );
+      const record = await this.#record(req.sandboxId);
       if (!record) return;
       await this.#del(record, req.netnsPath || record.netnsPath, signal);
       await this.#cache.remove(req.sandboxId);
@@ -180,7 +188,7 @@ export class PodNetwork {
   async check(req: Pick<PodNetworkRequest, 'sandboxId' | 'netnsPath'>, signal?: AbortSignal): Promise<void> {
     checkSandboxId(req.sandboxId);
     await this.#serial(req.sandboxId, async () => {
-      const record = await this.#cache.get(req.sandboxId, () => {});
+      const record = await this.#record(req.sandboxId);
       if (!record?.result) throw failedPrecondition(`pod ${req.sandboxId} has no network attachment to check`);
       // CHECK exists from spec 0.4.0 on; a list may also opt out.
       if (record.network.cniVersion.startsWith('0.3.') || record.network.disableCheck) return;
@@ -201,8 +209,14 @@ export class PodNetwork {
       throw invalidArgument(`pod CIDR ${errorMessage(err)}`);
     }
     if (cidr === this.#podCidr) return;
+    const old = parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet);
     await writeFileAtomic(join(this.#dir, 'pod-cidr.json'), JSON.stringify({ podCidr: cidr }), 0o600);
     this.#podCidr = cidr;
+    // Pods on the old subnet lose their gateway anyway (see default-network.ts).
+    for (const subnet of old) {
+      await removeMasquerade(subnet);
+      this.#masqueraded.delete(subnet);
+    }
     this.#log.info({ podCidr: cidr }, 'pod CIDR updated');
     this.#scannedMtime = -1;
     await this.refresh();
@@ -218,16 +232,24 @@ export class PodNetwork {
     await Promise.allSettled([...this.#inFlight]);
   }
 
+  #record(sandboxId: string): Promise<AttachmentRecord | undefined> {
+    return this.#cache.get(sandboxId, (path) =>
+      this.#log.error({ sandbox: sandboxId, path }, 'damaged CNI result record moved aside; this pod\'s IP lease and host rules may need manual cleanup'),
+    );
+  }
+
   async #defaultNetwork(): Promise<Selected> {
+    const subnets = parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet);
     const network = renderDefaultNetwork({
-      subnets: parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet),
+      subnets,
       bridge: this.#config.network.defaultBridge,
       ipamDataDir: join(this.#dir, 'ipam'),
     });
     // Written out so an admin can see (and copy into cni_conf_dir) exactly what pods join.
     const source = join(this.#dir, 'default.conflist');
-    await writeFileAtomic(source, `${JSON.stringify(network, null, 2)}\n`);
-    return { network, source };
+    const text = `${JSON.stringify(network, null, 2)}\n`;
+    if ((await readFile(source, 'utf8').catch(() => '')) !== text) await writeFileAtomic(source, text);
+    return { network, source, masquerade: subnets };
   }
 
   async #loadPodCidr(): Promise<string | undefined> {
@@ -260,27 +282,46 @@ export class PodNetwork {
     };
   }
 
-  /** DEL over the whole chain, last plugin first; every plugin runs even if one fails. */
-  async #del(record: AttachmentRecord, netnsPath: string, signal?: AbortSignal, prevResult: unknown = record.result): Promise<void> {
-    // A netns already removed is passed as '' so plugins release IPs and host rules without entering it.
+  /**
+   * DEL over `plugins` (the whole chain unless given), last plugin first; every plugin runs even if
+   * one fails. Returns the index of each plugin whose DEL failed with its error.
+   */
+  async #delEach(record: AttachmentRecord, netnsPath: string, signal: AbortSignal | undefined, prevResult: unknown, count = record.network.plugins.length): Promise<Array<[number, unknown]>> {
+    // A netns already removed is passed as '' so plugins still release IPs and host rules they can
+    // find without entering it. (bridge's ipMasq rules are found through the pod's interface, so
+    // callers tear the network down before removing the netns, as containerd does.)
     const netns = netnsPath && (await netnsExists(netnsPath)) ? netnsPath : '';
-    const errors: unknown[] = [];
-    for (const plugin of [...record.network.plugins].reverse()) {
+    const failures: Array<[number, unknown]> = [];
+    for (let i = count - 1; i >= 0; i--) {
+      const plugin = record.network.plugins[i] as PluginConf;
       try {
         await execPlugin({ ...this.#call(record, 'DEL', signal), plugin, netns, prevResult });
       } catch (err) {
-        errors.push(err);
+        failures.push([i, err]);
       }
     }
-    if (errors.length > 0) throw errors[0];
+    return failures;
   }
 
-  async #rollback(record: AttachmentRecord, prevResult: unknown): Promise<void> {
-    try {
-      // No signal: the caller may have given up, but what the plugins made must still go.
-      await this.#del(record, record.netnsPath, undefined, prevResult);
+  async #del(record: AttachmentRecord, netnsPath: string, signal?: AbortSignal): Promise<void> {
+    const failures = await this.#delEach(record, netnsPath, signal, record.result);
+    if (failures.length > 0) throw failures[0]?.[1];
+  }
+
+  /**
+   * Undoes an ADD that failed at plugin `failed`: DEL for it and every plugin before it. The failed
+   * plugin's own DEL may fail too (a config it cannot parse fails both ways) and is not held against
+   * the rollback: a plugin cleans up its own half-done ADD. A failed DEL of an earlier plugin keeps
+   * the record, so StopPodSandbox retries the teardown.
+   */
+  async #rollback(record: AttachmentRecord, failed: number, prevResult: unknown): Promise<void> {
+    // No signal: the caller may have given up, but what the plugins made must still go.
+    const failures = (await this.#delEach(record, record.netnsPath, undefined, prevResult, failed + 1)).filter(([i]) => i < failed);
+    if (failures.length === 0) {
       await this.#cache.remove(record.sandboxId);
-    } catch (err) {
+      return;
+    }
+    for (const [, err] of failures) {
       this.#log.error({ sandbox: record.sandboxId, err: errorMessage(err) }, 'rolling back a failed CNI ADD failed; StopPodSandbox retries the DEL');
     }
   }

@@ -14,7 +14,11 @@ import type { LinuxContainerResources__Output } from '../cri/gen/runtime/v1/Linu
 import type { ImageService } from '../image/service.ts';
 import { conmonCreate } from '../oci/conmon.ts';
 import { OciRuntime } from '../oci/runtime.ts';
-import { buildSpec, ociResources } from '../oci/spec.ts';
+import { buildSpec } from '../oci/spec.ts';
+import { hostOomScoreAdjFloor, linuxResources } from '../oci/resources.ts';
+import { cgroupsPathFor } from '../cgroups/path.ts';
+import { cgroupVersion } from '../cgroups/version.ts';
+import { readCgroupStats, type CgroupStats } from '../cgroups/stats.ts';
 import type { OciSpec } from '../oci/types.ts';
 import type { Owner, SandboxRecord } from '../sandbox/record.ts';
 import type { PodContainers, SandboxService } from '../sandbox/service.ts';
@@ -24,7 +28,7 @@ import { KeyedMutex } from '../util/keyed-mutex.ts';
 import { findBinary } from '../runtime-probe.ts';
 import { ContainerEvents, type ContainerEventKind } from './events.ts';
 import { isContainerRecord, type ContainerRecord } from './record.ts';
-import { imageVolumes, mountRootfs, removeLayer, unmountRootfs } from './rootfs.ts';
+import { imageVolumes, mountRootfs, removeLayer, unmountRootfs, writableUsage } from './rootfs.ts';
 
 /** How long SIGKILL may take to end a container before StopContainer gives up. */
 const KILL_WAIT_MS = 10_000;
@@ -61,6 +65,7 @@ export class ContainerService implements PodContainers {
   private readonly exitDir: string;
   private watcher: FSWatcher | undefined;
   private oomFloor = 0;
+  private cgroupVersion: 1 | 2 = 1;
 
   constructor(config: BerthConfig, log: Logger, images: ImageService, sandboxes: SandboxService) {
     this.config = config;
@@ -98,7 +103,8 @@ export class ContainerService implements PodContainers {
     }
     await mkdir(this.exitDir, { recursive: true, mode: 0o700 });
     await mkdir(join(this.config.state, 'attach'), { recursive: true, mode: 0o700 });
-    this.oomFloor = await readOomFloor();
+    this.oomFloor = await hostOomScoreAdjFloor();
+    this.cgroupVersion = await cgroupVersion();
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable container record moved aside; that container is forgotten');
     this.watcher = watch(this.exitDir, (_event, file) => {
       if (file && /^[a-f0-9]{64}$/.test(file)) void this.noticeExit(file);
@@ -180,7 +186,7 @@ export class ContainerService implements PodContainers {
         targetPid = target.pid;
       }
       const cgroupsPath = this.cgroupsPath(sandbox, id);
-      const built = await buildSpec({ config, sandbox, image: image.config, rootfs, volumes, cgroupsPath, targetPid, oomScoreAdjFloor: this.oomFloor });
+      const built = await buildSpec({ config, sandbox, image: image.config, rootfs, volumes, cgroupsPath, targetPid, oomScoreAdjFloor: this.oomFloor, cgroupVersion: this.cgroupVersion });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(built.spec));
 
       const logDir = sandbox.config.log_directory;
@@ -247,10 +253,9 @@ export class ContainerService implements PodContainers {
   }
 
   private cgroupsPath(sandbox: SandboxRecord, id: string): string {
-    if (this.config.cgroupDriver === 'systemd') {
-      return `${sandbox.cgroupParent || 'system.slice'}:berth:${id}`;
-    }
-    return `${sandbox.cgroupParent || '/berth'}/${id}`;
+    // Without a parent from the kubelet, berth's containers gather under one cgroup of their own.
+    const parent = sandbox.cgroupParent || (this.config.cgroupDriver === 'systemd' ? '' : '/berth');
+    return cgroupsPathFor(this.config.cgroupDriver, parent, id);
   }
 
   /** Removes everything a container has on the host, in the order that cannot strand anything. */
@@ -490,10 +495,27 @@ export class ContainerService implements PodContainers {
     await this.locks.run(found.id, async () => {
       const rec = this.get(found.id);
       if (rec.state === 'exited') throw failedPrecondition(`container ${rec.id} has exited; its resources cannot be updated`);
-      await this.runtime(rec.runtimeHandler).update(rec.id, ociResources(resources), signal);
+      await this.runtime(rec.runtimeHandler).update(rec.id, linuxResources(resources, { cgroupVersion: this.cgroupVersion }), signal);
       const linux = rec.config.linux ?? { resources: null, security_context: null };
       await this.records.put({ ...rec, config: { ...rec.config, linux: { ...linux, resources } } });
     });
+  }
+
+  /**
+   * Usage of one container: its cgroup's figures (absent once the cgroup is gone) and its writable
+   * layer. Read from the kernel and the disk, never through the runtime or conmon.
+   */
+  async stats(rec: ContainerRecord, signal?: AbortSignal): Promise<{ cgroup?: CgroupStats; writable: { bytes: number; inodes: number }; timestamp: number }> {
+    const [cgroup, writable] = await Promise.all([
+      rec.state === 'exited' ? undefined : readCgroupStats(rec.cgroupsPath, { version: this.cgroupVersion }).catch(() => undefined),
+      writableUsage(this.layerDir(rec.id), signal),
+    ]);
+    return { ...(cgroup ? { cgroup } : {}), writable, timestamp: nowNs() };
+  }
+
+  /** Where container layers live, for the filesystem ID stats report. */
+  get layerRoot(): string {
+    return join(this.config.root, 'containers');
   }
 
   /** Asks conmon to reopen the log file (after the kubelet rotated it). */
@@ -537,15 +559,6 @@ async function oomKilled(cgroupsPath: string): Promise<boolean> {
     }
   }
   return false;
-}
-
-/** The lowest oom_score_adj berth may give a container: its own, since the kernel refuses lower. */
-async function readOomFloor(): Promise<number> {
-  try {
-    return Number((await readFile('/proc/self/oom_score_adj', 'utf8')).trim()) || 0;
-  } catch {
-    return 0;
-  }
 }
 
 /** A CRI Signal enum name as the runtime's kill wants it; RUNTIME_DEFAULT → undefined. */

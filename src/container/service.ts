@@ -7,6 +7,7 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { watch, type FSWatcher } from 'node:fs';
 import { constants, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ContainerConfig__Output } from '../cri/gen/runtime/v1/ContainerConfig.ts';
@@ -32,6 +33,8 @@ import { imageVolumes, mountRootfs, removeLayer, unmountRootfs, writableUsage } 
 
 /** How long SIGKILL may take to end a container before StopContainer gives up. */
 const KILL_WAIT_MS = 10_000;
+/** How long ReopenContainerLog waits for conmon to create the new log file. */
+const LOG_REOPEN_WAIT_MS = 5000;
 /** ExecSync output kept per stream. */
 const MAX_EXEC_OUTPUT = 16 << 20;
 
@@ -360,7 +363,7 @@ export class ContainerService implements PodContainers {
     if (!rec || rec.state === 'exited') return;
     const rt = this.runtime(rec.runtimeHandler);
     // Processes in a shared PID namespace outlive the container's init; --all reaches them too.
-    const all = rec.config.linux?.security_context?.namespace_options?.pid !== 'CONTAINER';
+    const all = (rec.config.linux?.security_context?.namespace_options?.pid ?? 'POD') !== 'CONTAINER';
     if (rec.state === 'running' && timeoutSeconds > 0) {
       await rt.kill(id, rec.stopSignal, { signal });
       if (await this.waitExit(id, timeoutSeconds * 1000, signal)) return;
@@ -534,6 +537,14 @@ export class ContainerService implements PodContainers {
     } finally {
       await fh.close();
     }
+    // conmon acts on the message in its own time; the kubelet expects the new file once this returns.
+    if (!rec.logPath) return;
+    const deadline = Date.now() + LOG_REOPEN_WAIT_MS;
+    while (Date.now() < deadline) {
+      if (await stat(rec.logPath).then(() => true, () => false)) return;
+      await delay(10);
+    }
+    throw new BerthError('unavailable', `container ${rec.id}: conmon did not reopen ${rec.logPath} within ${LOG_REOPEN_WAIT_MS / 1000} s`);
   }
 }
 

@@ -462,9 +462,12 @@ export class ContainerService implements PodContainers {
       errLen += c.length;
     });
     let why: BerthError | undefined;
+    let fallback: NodeJS.Timeout | undefined;
     const killAll = async (e: BerthError): Promise<void> => {
       why ??= e;
-      // Killing runc exec alone would leave the process running in the container.
+      // Kill the exec'd process and let `runc exec` reap it and exit, so it is gone (not a zombie
+      // left to the pod's init) when the call returns; killing `runc exec` alone would leave it
+      // running in the container. runc itself is killed only if it does not follow.
       const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
       if (pid > 0) {
         try {
@@ -472,8 +475,10 @@ export class ContainerService implements PodContainers {
         } catch {
           // gone already
         }
+        fallback = setTimeout(() => child.kill('SIGKILL'), 2000);
+      } else {
+        child.kill('SIGKILL');
       }
-      child.kill('SIGKILL');
     };
     const timer = timeoutSeconds > 0 ? setTimeout(() => void killAll(new BerthError('deadline-exceeded', `command ${JSON.stringify(cmd.join(' '))} timed out after ${timeoutSeconds} s`)), timeoutSeconds * 1000) : undefined;
     const onAbort = (): void => void killAll(new BerthError('cancelled', 'the client cancelled ExecSync'));
@@ -487,6 +492,7 @@ export class ContainerService implements PodContainers {
       return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode: code };
     } finally {
       clearTimeout(timer);
+      clearTimeout(fallback);
       signal.removeEventListener('abort', onAbort);
       await done();
     }

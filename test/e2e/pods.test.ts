@@ -61,6 +61,18 @@ describe('pods and containers', { skip: rootSkip }, () => {
     await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
   });
 
+  test('ExecSync past its timeout fails with DEADLINE_EXCEEDED and leaves no process behind', async () => {
+    const c = env.daemon.client;
+    const { podId, ctrId } = await runPodWith(env, ['tail', '-f', '/dev/null'], { hostNetwork: true });
+    await assert.rejects(
+      c.call('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sleep', '4321'], timeout: 1 }),
+      grpcCode(GrpcStatus.DEADLINE_EXCEEDED, /timed out after 1 s/),
+    );
+    const left = await c.call<{ stdout: Buffer }>('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sh', '-c', 'pgrep sleep || true'], timeout: 10 });
+    assert.equal(left.stdout.toString(), '');
+    await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
   test('exit codes and reasons: Completed and Error', async () => {
     const ok = await runPodWith(env, ['true'], { hostNetwork: true });
     const okStatus = await waitExited(env.daemon, ok.ctrId);

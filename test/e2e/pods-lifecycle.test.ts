@@ -103,6 +103,8 @@ describe('pod lifecycle under restarts and churn', { skip: rootSkip }, () => {
 
   test('churn: dozens of pods through their whole life leave nothing behind', async () => {
     const c = env.daemon.client;
+    // Other berthd instances on this host (other test files) have cgroups and holders of their own.
+    const before = await census(env.daemon);
     const runOne = async (i: number): Promise<void> => {
       const pid = i % 3 === 0 ? 'POD' : 'CONTAINER';
       const { podId, ctrId } = await runPodWith(env, ['sh', '-c', 'while true; do sleep 0.1; done'], {
@@ -123,7 +125,7 @@ describe('pod lifecycle under restarts and churn', { skip: rootSkip }, () => {
     });
     assert.deepEqual(left.mounts.filter((m) => !m.endsWith('/netns')), []);
     assert.deepEqual(left.netns, []);
-    assert.deepEqual(left.cgroups, []);
-    assert.deepEqual(left.holders, []);
+    assert.deepEqual(left.cgroups.filter((g) => !before.cgroups.includes(g)), []);
+    assert.deepEqual(left.holders.filter((h) => !before.holders.includes(h)), []);
   });
 });

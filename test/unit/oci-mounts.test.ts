@@ -11,6 +11,7 @@ import type { Mount__Output } from '../../src/cri/gen/runtime/v1/Mount.ts';
 import { criMounts, defaultMounts } from '../../src/oci/mounts.ts';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, protectedPaths } from '../../src/oci/paths.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { capabilities } from '../../src/oci/capabilities.ts';
 import { baseSpec, runSpec } from '../helpers/runc.ts';
 
 const run = promisify(execFile);
@@ -191,5 +192,25 @@ describe('bind mounts under real runc', { skip: isRoot ? false : 'runc needs roo
   test('readonly alone leaves a submount writable; recursive_read_only closes it too', async () => {
     assert.equal(await touch({ readonly: true }), 'top=1\nsub=0\n');
     assert.equal(await touch({ readonly: true, recursive_read_only: true }), 'top=1\nsub=1\n');
+  });
+});
+
+describe('masked and read-only paths under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+  const script = 'busybox cat /proc/interrupts | busybox wc -c; echo berth-x > /proc/sys/kernel/hostname; echo write=$?; busybox hostname';
+  test('defaults: /proc/interrupts reads empty, /proc/sys is read-only', async () => {
+    const r = await runSpec(baseSpec(['/bin/busybox', 'sh', '-c', script]));
+    assert.equal(r.stdout, '0\nwrite=1\nberth-test\n');
+    assert.match(r.stderr, /Read-only file system/);
+  });
+  test('privileged (no masked or read-only paths, all capabilities): both are open', async () => {
+    const spec = baseSpec(['/bin/busybox', 'sh', '-c', script]);
+    spec.linux = { ...spec.linux, ...protectedPaths({ privileged: true }) };
+    spec.process = { ...(spec.process as NonNullable<typeof spec.process>), capabilities: capabilities({ privileged: true }) };
+    spec.mounts = defaultMounts({ privileged: true });
+    const r = await runSpec(spec);
+    assert.equal(r.code, 0, r.stderr);
+    const [bytes, write, hostname] = r.stdout.trim().split('\n');
+    assert.ok(Number(bytes) > 0, `interrupts readable: ${bytes}`);
+    assert.deepEqual([write, hostname], ['write=0', 'berth-x'], 'only the container’s own UTS namespace changes');
   });
 });

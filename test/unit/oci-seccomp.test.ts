@@ -124,18 +124,19 @@ test('Localhost: missing, relative, unreadable or malformed profiles are refused
 
 describe('under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
   const script =
-    'busybox unshare -U busybox true; echo unshare=$?; busybox chroot / busybox true; echo chroot=$?; busybox grep ^Seccomp: /proc/self/status';
-  test('RuntimeDefault: runc and libseccomp accept the profile; a new user namespace is refused, chroot works', async () => {
+    'busybox unshare -U busybox true; echo unshare=$?; busybox chroot / busybox true; echo chroot=$?; ' +
+    'busybox linux32 busybox true; echo linux32=$?; busybox grep ^Seccomp: /proc/self/status';
+  test('RuntimeDefault: runc and libseccomp accept the profile; a new user namespace is refused, chroot and a 32-bit personality work', async () => {
     const spec = baseSpec(['/bin/busybox', 'sh', '-c', script]);
     spec.linux.seccomp = await seccompFor(null, { privileged: false, capabilities: spec.process?.capabilities?.bounding });
     const r = await runSpec(spec);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /unshare=1\nchroot=0\nSeccomp:\s+2/);
+    assert.match(r.stdout, /unshare=1\nchroot=0\nlinux32=0\nSeccomp:\s+2/);
     assert.match(r.stderr, /Operation not permitted/);
   });
   test('Unconfined: the same container may make a user namespace', async () => {
     const r = await runSpec(baseSpec(['/bin/busybox', 'sh', '-c', script]));
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /unshare=0\nchroot=0\nSeccomp:\s+0/);
+    assert.match(r.stdout, /unshare=0\nchroot=0\nlinux32=0\nSeccomp:\s+0/);
   });
 });

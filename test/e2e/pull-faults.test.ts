@@ -14,6 +14,7 @@ import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { bigImage, busyboxImage, pushImage } from '../helpers/images.ts';
 import { until } from '../helpers/poll.ts';
 import type { Image } from '../../src/cri/types.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 async function leftovers(d: TestDaemon): Promise<string[]> {
   const found: string[] = [];
@@ -37,7 +38,7 @@ async function proxiedDaemon(t: TestContext): Promise<{ registry: TestRegistry; 
   return { registry, proxy, d };
 }
 
-test('a daemon killed mid-pull shows no half image after restart, and the next pull finishes', async (t) => {
+test('a daemon killed mid-pull shows no half image after restart, and the next pull finishes', ROOT_ONLY, async (t) => {
   const registry = await startRegistry();
   const proxy = await startProxy(registry.port);
   t.after(async () => {
@@ -70,7 +71,7 @@ test('a daemon killed mid-pull shows no half image after restart, and the next p
 
 // The timeout is a hang guard, not a measurement: a daemon that waited for the stalled download
 // would sit out the registry client's 120 s idle timeout first.
-test('SIGTERM during a stalled pull still shuts down cleanly', { timeout: 60_000 }, async (t) => {
+test('SIGTERM during a stalled pull still shuts down cleanly', { ...ROOT_ONLY, timeout: 60_000 }, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'stall.bin', content: Buffer.alloc(256 * 1024, 1) }] }] });
   await pushImage(registry.url, 'test/stalled', 'v1', img);
@@ -88,7 +89,7 @@ async function bothPullsAtLayers(d: TestDaemon, names: string[]): Promise<void> 
   );
 }
 
-test('concurrent pulls of different images that share layers download each blob once', async (t) => {
+test('concurrent pulls of different images that share layers download each blob once', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const shared = { files: [{ path: 'shared/x', content: 'x' }] };
   const a = await busyboxImage({ layers: [shared], config: { Labels: { which: 'a' } } });
@@ -107,7 +108,7 @@ test('concurrent pulls of different images that share layers download each blob 
   for (const layer of a.layers) assert.equal(proxy.blobGets(layer.digest), 1, `layer ${layer.digest} fetched once`);
 });
 
-test('concurrent pulls of one reference are one pull', async (t) => {
+test('concurrent pulls of one reference are one pull', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'x', content: 'x' }] }] });
   await pushImage(registry.url, 'test/concurrent', 'v1', img);
@@ -121,7 +122,7 @@ test('concurrent pulls of one reference are one pull', async (t) => {
   for (const layer of img.layers) assert.equal(proxy.blobGets(layer.digest), 1, `layer ${layer.digest} fetched once`);
 });
 
-test('layers that differ only in compression share the unpack but each blob is stored', async (t) => {
+test('layers that differ only in compression share the unpack but each blob is stored', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const files = [{ path: 'same/tar', content: 'same bytes, two compressions' }];
   const gz = await busyboxImage({ layers: [{ files, compression: 'gzip' }], format: 'oci', config: { Labels: { c: 'gzip' } } });
@@ -148,7 +149,7 @@ test('layers that differ only in compression share the unpack but each blob is s
   assert.equal(snaps.length, 2, 'one snapshot per chain ID: base and the shared top layer');
 });
 
-test('a pull whose client cancels stops fetching, leaves no temp files, and can be pulled again', async (t) => {
+test('a pull whose client cancels stops fetching, leaves no temp files, and can be pulled again', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'c.bin', content: Buffer.alloc(256 * 1024, 3) }] }] });
   await pushImage(registry.url, 'test/cancelled', 'v1', img);
@@ -167,7 +168,7 @@ test('a pull whose client cancels stops fetching, leaves no temp files, and can 
   assert.equal(res.image_ref, img.config.digest);
 });
 
-test('a pull whose deadline passes stops fetching and leaves no temp files', async (t) => {
+test('a pull whose deadline passes stops fetching and leaves no temp files', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'd.bin', content: Buffer.alloc(256 * 1024, 4) }] }] });
   await pushImage(registry.url, 'test/deadline', 'v1', img);
@@ -180,7 +181,7 @@ test('a pull whose deadline passes stops fetching and leaves no temp files', asy
   await until('the temp files to be removed', async () => (await leftovers(d)).length === 0);
 });
 
-test('a shared pull goes on while one of its callers still waits', async (t) => {
+test('a shared pull goes on while one of its callers still waits', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 's.bin', content: 'shared pull' }] }] });
   await pushImage(registry.url, 'test/half-cancelled', 'v1', img);
@@ -197,7 +198,7 @@ test('a shared pull goes on while one of its callers still waits', async (t) => 
   for (const layer of img.layers) assert.equal(proxy.blobGets(layer.digest), 1, `layer ${layer.digest} fetched once`);
 });
 
-test('a corrupt blob fails the pull naming both digests and leaves nothing behind', async (t) => {
+test('a corrupt blob fails the pull naming both digests and leaves nothing behind', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage();
   await pushImage(registry.url, 'test/corrupt', 'v1', img);
@@ -215,7 +216,7 @@ test('a corrupt blob fails the pull naming both digests and leaves nothing behin
   assert.deepEqual(snaps.filter((s) => s === (img.layers[0]?.diffId ?? '').slice(7)), [], 'no snapshot from corrupt data');
 });
 
-test('a registry that refuses the credentials is named in the error', async (t) => {
+test('a registry that refuses the credentials is named in the error', ROOT_ONLY, async (t) => {
   const registry = await startRegistry({ basicAuth: { user: 'alice', password: 's3cret' } });
   t.after(() => registry.stop());
   const img = await busyboxImage();
@@ -246,7 +247,7 @@ test('a registry that refuses the credentials is named in the error', async (t) 
   assert.equal(viaAuthField.image_ref, img.config.digest);
 });
 
-test('a full disk fails the pull with RESOURCE_EXHAUSTED, cleans temp files, and the daemon keeps serving', async (t) => {
+test('a full disk fails the pull with RESOURCE_EXHAUSTED, cleans temp files, and the daemon keeps serving', ROOT_ONLY, async (t) => {
   const registry = await startRegistry();
   const mnt = await mkdtemp(join(tmpdir(), 'berth-tinyfs-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt]);

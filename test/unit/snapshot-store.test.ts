@@ -14,6 +14,7 @@ import { UnpackPool } from '../../src/snapshot/unpack-pool.ts';
 import { until } from '../helpers/poll.ts';
 import { chainIds, digestHex, sha256 } from '../../src/util/digest.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 type Entry = Partial<Header> & { name: string; data?: string };
 
@@ -67,7 +68,7 @@ async function newStore(t: TestContext): Promise<{ root: string; store: Snapshot
 
 const entriesOf = async (root: string): Promise<string[]> => (await readdir(root)).sort();
 
-test('unpack appears atomically under the chain ID with its info', async (t) => {
+test('unpack appears atomically under the chain ID with its info', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const base = await layer([{ name: 'etc/os-release', data: 'ID=base\n' }]);
   const top = await layer([{ name: 'app', data: 'hello' }, { name: '.wh.etc', data: '' }]);
@@ -94,7 +95,7 @@ test('unpack appears atomically under the chain ID with its info', async (t) => 
   assert.deepEqual((await reopened.list()).map((s) => s.chainId).sort(), [baseId, topId].sort(), 'index rebuilt from disk');
 });
 
-test('concurrent unpacks of one chain ID share a single operation', async (t) => {
+test('concurrent unpacks of one chain ID share a single operation', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'f', data: 'x'.repeat(5000) }]);
   const [id] = chainIds([l.diffId]) as [string];
@@ -124,7 +125,7 @@ test('concurrent unpacks of one chain ID share a single operation', async (t) =>
   assert.equal(third.readableEnded, true);
 });
 
-test('two stores racing on one root: the first rename wins, the loser discards its copy', async (t) => {
+test('two stores racing on one root: the first rename wins, the loser discards its copy', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const other = new SnapshotStore(root);
   const l = await layer([{ name: 'f', data: 'same' }]);
@@ -138,7 +139,7 @@ test('two stores racing on one root: the first rename wins, the loser discards i
   assert.deepEqual(await entriesOf(join(root, digestHex(id))), ['fs', 'info.json']);
 });
 
-test('a stream failing mid-layer leaves nothing under the real name', async (t) => {
+test('a stream failing mid-layer leaves nothing under the real name', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'big', data: 'y'.repeat(100_000) }]);
   const [id] = chainIds([l.diffId]) as [string];
@@ -160,7 +161,7 @@ test('a stream failing mid-layer leaves nothing under the real name', async (t) 
   assert.deepEqual(await entriesOf(root), []);
 });
 
-test('chain IDs are checked against parent + diff ID', async (t) => {
+test('chain IDs are checked against parent + diff ID', ROOT_ONLY, async (t) => {
   const { store } = await newStore(t);
   const l = await layer([{ name: 'f', data: 'z' }]);
   const wrong = sha256('not this layer');
@@ -169,7 +170,7 @@ test('chain IDs are checked against parent + diff ID', async (t) => {
   await assert.rejects(unpack(store, 'sha256:nope', null, l.diffId, Readable.from([l.tar])), /not a sha256 digest/);
 });
 
-test('cleanup sweeps temp dirs and snapshot dirs without valid info; remove deletes', async (t) => {
+test('cleanup sweeps temp dirs and snapshot dirs without valid info; remove deletes', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'keep', data: 'k' }]);
   const [id] = chainIds([l.diffId]) as [string];
@@ -193,7 +194,7 @@ test('cleanup sweeps temp dirs and snapshot dirs without valid info; remove dele
   assert.deepEqual(await fresh.usage(), { bytes: 0, inodes: 0 });
 });
 
-test('remove leaves an in-flight unpack alone', async (t) => {
+test('remove leaves an in-flight unpack alone', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'f', data: 'w' }]);
   const [id] = chainIds([l.diffId]) as [string];

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Device__Output } from '../../src/cri/gen/runtime/v1/Device.ts';
 import { DEFAULT_DEVICE_RULES, DEFAULT_DEVICES, PRIVILEGED_DEVICE_RULES, deviceFor, privilegedDevices } from '../../src/oci/devices.ts';
 import { BerthError } from '../../src/util/errors.ts';
-import { baseSpec, isRoot, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 const invalid = (pattern: RegExp) => (err: unknown) =>
   err instanceof BerthError && err.kind === 'invalid-argument' && pattern.test(err.message);
@@ -73,7 +73,7 @@ test('privileged containers get the host\'s device nodes, without ptys, console 
 // capabilities: whichever of these the host has.
 const probe = ['/dev/fuse', '/dev/loop-control'].find((p) => existsSync(p));
 
-describe('under real runc', { skip: !isRoot ? 'runc needs root' : !probe && 'no /dev/fuse or /dev/loop-control on this host' }, () => {
+describe('under real runc', { skip: RUNC_SKIP || (!probe && 'no /dev/fuse or /dev/loop-control on this host') }, () => {
   const openIt = '( exec 3<>/dev/xdev ) && echo opened || echo refused';
   const run = async (permissions: string) => {
     const spec = baseSpec(['/bin/busybox', 'sh', '-c', openIt]);
@@ -94,7 +94,7 @@ describe('under real runc', { skip: !isRoot ? 'runc needs root' : !probe && 'no 
   });
 });
 
-describe('privileged under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('privileged under real runc', { skip: RUNC_SKIP }, () => {
   test('runc accepts every host device node, and the container can open one no unprivileged rule allows', async () => {
     const devices = await privilegedDevices();
     const spec = baseSpec(['/bin/busybox', 'sh', '-c', `busybox ls /dev | busybox wc -l; ${probe ? `( exec 3<>${probe} ) && echo opened` : 'echo opened'}`]);

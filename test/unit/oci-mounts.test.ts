@@ -12,10 +12,10 @@ import { criMounts, defaultMounts } from '../../src/oci/mounts.ts';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, protectedPaths } from '../../src/oci/paths.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { capabilities } from '../../src/oci/capabilities.ts';
-import { baseSpec, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 const run = promisify(execFile);
-const isRoot = process.getuid?.() === 0;
 
 function mount(over: Partial<Mount__Output>): Mount__Output {
   return {
@@ -97,7 +97,7 @@ test('bind mounts: read-only flag, private propagation, parents before children,
   assert.ok(mounts[2]?.options?.includes('ro'));
 });
 
-describe('propagation against real host mounts', { skip: isRoot ? false : 'needs root to make mounts' }, () => {
+describe('propagation against real host mounts', ROOT_ONLY, () => {
   let shared: string;
   let slave: string;
   let priv: string;
@@ -163,7 +163,7 @@ test('masked and read-only paths: defaults, CRI lists replace them, privileged g
   assert.throws(() => protectedPaths({ privileged: false, readonlyPaths: ['proc/x'] }), invalid(/readonly_paths: "proc\/x"/));
 });
 
-describe('bind mounts under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('bind mounts under real runc', { skip: RUNC_SKIP }, () => {
   let src: string;
   let mountedSub = false;
   before(async () => {
@@ -195,7 +195,7 @@ describe('bind mounts under real runc', { skip: isRoot ? false : 'runc needs roo
   });
 });
 
-describe('masked and read-only paths under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('masked and read-only paths under real runc', { skip: RUNC_SKIP }, () => {
   const script = 'busybox cat /proc/interrupts | busybox wc -c; echo berth-x > /proc/sys/kernel/hostname; echo write=$?; busybox hostname';
   test('defaults: /proc/interrupts reads empty, /proc/sys is read-only', async () => {
     const r = await runSpec(baseSpec(['/bin/busybox', 'sh', '-c', script]));

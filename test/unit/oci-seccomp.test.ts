@@ -10,7 +10,7 @@ import { hostSeccompArchitectures, seccompFor } from '../../src/oci/seccomp.ts';
 import type { OciSeccomp } from '../../src/oci/types.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import type { SecurityProfile__Output } from '../../src/cri/gen/runtime/v1/SecurityProfile.ts';
-import { baseSpec, isRoot, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 const invalid = (pattern: RegExp) => (err: unknown) =>
   err instanceof BerthError && err.kind === 'invalid-argument' && pattern.test(err.message);
@@ -122,7 +122,7 @@ test('Localhost: missing, relative, unreadable or malformed profiles are refused
   await assert.rejects(seccompFor(profile('Localhost', base), { privileged: false }), invalid(/not a regular file/));
 });
 
-describe('under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('under real runc', { skip: RUNC_SKIP }, () => {
   const script =
     'busybox unshare -U busybox true; echo unshare=$?; busybox chroot / busybox true; echo chroot=$?; ' +
     'busybox linux32 busybox true; echo linux32=$?; busybox grep ^Seccomp: /proc/self/status';

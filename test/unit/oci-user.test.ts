@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { resolveUser, type UserRequest } from '../../src/oci/user.ts';
 import { resolveInRoot } from '../../src/util/in-root.ts';
 import { BerthError } from '../../src/util/errors.ts';
-import { baseSpec, isRoot, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 const invalid = (pattern: RegExp) => (err: unknown) =>
   err instanceof BerthError && err.kind === 'invalid-argument' && pattern.test(err.message);
@@ -125,7 +125,7 @@ test('a symlink loop or a FIFO as /etc/passwd is an error, not a hang', async ()
   await assert.rejects(resolveUser(fifo, req({ imageUser: 'app' })), invalid(/\/etc\/passwd in the container's rootfs is not a regular file/));
 });
 
-describe('under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('under real runc', { skip: RUNC_SKIP }, () => {
   test('the resolved user is who the process runs as, with exactly those groups', async () => {
     const user = await resolveUser(rootfs, req({ runAsUsername: 'app', runAsGroup: 5, supplementalGroups: [7] }));
     const spec = baseSpec(['/bin/busybox', 'id']);

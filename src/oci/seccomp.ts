@@ -1,7 +1,5 @@
-// The seccomp filter for a container: berth's RuntimeDefault profile, none for Unconfined or
-// privileged containers, or a Localhost profile file (OCI form, or Docker's form with archMap and
-// capability/architecture conditions), resolved for this host's architecture and the container's
-// capabilities.
+// The seccomp filter for a container: berth's RuntimeDefault, none (Unconfined, privileged), or a
+// validated Localhost profile file, resolved for this host's architecture and the container's capabilities.
 import { isAbsolute, join } from 'node:path';
 import type { SecurityProfile__Output } from '../cri/gen/runtime/v1/SecurityProfile.ts';
 import { errorMessage, invalidArgument } from '../util/errors.ts';

@@ -42,20 +42,30 @@ test('RuntimeDefault: EPERM by default, an allow-list of ordinary syscalls, dang
   assert.equal(clone?.args?.[0]?.op, 'SCMP_CMP_MASKED_EQ', 'clone only without namespace flags');
   assert.equal(s?.syscalls?.find((r) => r.names.includes('clone3'))?.errnoRet, 38, 'clone3 says ENOSYS so libc falls back');
   assert.equal(s?.syscalls?.filter((r) => r.names.includes('personality')).length, 5);
-  assert.deepEqual(await seccompFor(null, { privileged: false }), s, 'no profile means RuntimeDefault');
+  assert.deepEqual(await seccompFor(null, { privileged: false, legacyPath: 'runtime/default' }), s);
+  assert.deepEqual(await seccompFor(null, { privileged: false, legacyPath: 'docker/default' }), s);
 });
 
 test('RuntimeDefault follows the capabilities: CAP_SYS_ADMIN opens mount and clone, dropping CAP_SYS_CHROOT closes chroot', async () => {
-  const admin = await seccompFor(null, { privileged: false, capabilities: capabilities({ privileged: false, add: ['SYS_ADMIN'] }).bounding });
+  const admin = await seccompFor(profile('RuntimeDefault'), { privileged: false, capabilities: capabilities({ privileged: false, add: ['SYS_ADMIN'] }).bounding });
   assert.ok(allowed(admin, 'mount'));
   assert.ok(allowed(admin, 'clone'), 'clone without the flag mask');
   assert.ok(!admin?.syscalls?.some((r) => r.names.includes('clone3') && r.action === 'SCMP_ACT_ERRNO'));
-  const noChroot = await seccompFor(null, { privileged: false, capabilities: capabilities({ privileged: false, drop: ['SYS_CHROOT'] }).bounding });
+  const noChroot = await seccompFor(profile('RuntimeDefault'), { privileged: false, capabilities: capabilities({ privileged: false, drop: ['SYS_CHROOT'] }).bounding });
   assert.ok(!allowed(noChroot, 'chroot'));
 });
 
-test('Unconfined and privileged containers get no filter', async () => {
+test('Unconfined, no profile at all (the CRI default) and privileged containers get no filter', async () => {
   assert.equal(await seccompFor(profile('Unconfined'), { privileged: false }), undefined);
+  assert.equal(await seccompFor(null, { privileged: false }), undefined);
+  assert.equal(await seccompFor(undefined, { privileged: false, legacyPath: '' }), undefined);
+  assert.equal(await seccompFor(null, { privileged: false, legacyPath: 'unconfined' }), undefined);
+  assert.equal(
+    await seccompFor(profile('Unconfined'), { privileged: false, legacyPath: 'runtime/default' }),
+    undefined,
+    'the SecurityProfile wins over the deprecated string',
+  );
+  await assert.rejects(seccompFor(null, { privileged: false, legacyPath: '/tmp/profile.json' }), invalid(/seccomp_profile_path "\/tmp\/profile.json" is not/));
   assert.equal(await seccompFor(profile('RuntimeDefault'), { privileged: true }), undefined);
   assert.equal(await seccompFor(profile('Localhost', '/nonexistent'), { privileged: true }), undefined);
 });
@@ -94,6 +104,7 @@ test('Localhost: an OCI profile file is read and validated; Docker form with arc
     }),
   );
   const d = await seccompFor(profile('Localhost', 'docker.json'), { privileged: false, localhostDir: base });
+  assert.deepEqual(await seccompFor(null, { privileged: false, legacyPath: `localhost/${docker}` }), d, 'the deprecated localhost/<path> form');
   assert.deepEqual(d?.architectures, [native, 'SCMP_ARCH_SUB']);
   assert.deepEqual(d?.syscalls?.map((r) => r.names[0]), ['read', 'chroot']);
 });
@@ -128,7 +139,7 @@ describe('under real runc', { skip: RUNC_SKIP }, () => {
     'busybox linux32 busybox true; echo linux32=$?; busybox grep ^Seccomp: /proc/self/status';
   test('RuntimeDefault: runc and libseccomp accept the profile; a new user namespace is refused, chroot and a 32-bit personality work', async () => {
     const spec = baseSpec(['/bin/busybox', 'sh', '-c', script]);
-    spec.linux.seccomp = await seccompFor(null, { privileged: false, capabilities: spec.process?.capabilities?.bounding });
+    spec.linux.seccomp = await seccompFor(profile('RuntimeDefault'), { privileged: false, capabilities: spec.process?.capabilities?.bounding });
     const r = await runSpec(spec);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /unshare=1\nchroot=0\nlinux32=0\nSeccomp:\s+2/);

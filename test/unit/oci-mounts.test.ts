@@ -68,6 +68,9 @@ test('bad CRI mounts are refused, naming the mount', async () => {
   await assert.rejects(criMounts([mount({ host_path: '' })]), invalid(/→ "\/data".*host_path must be an absolute/));
   await assert.rejects(criMounts([mount({ host_path: 'rel/dir' })]), invalid(/"rel\/dir"/));
   await assert.rejects(criMounts([mount({ recursive_read_only: true })]), invalid(/recursive_read_only needs readonly/));
+  const wouldBeMade = join(base, 'not-made');
+  await assert.rejects(criMounts([mount({ host_path: wouldBeMade }), mount({ container_path: 'bad' })]), invalid(/"bad"/));
+  await assert.rejects(stat(wouldBeMade), { code: 'ENOENT' }, 'a refused request creates no host directory');
   await assert.rejects(
     criMounts([mount({ uidMappings: [{ container_id: 0, host_id: 1000, length: 1 }] })]),
     (err: unknown) => err instanceof BerthError && err.kind === 'unimplemented',

@@ -63,6 +63,8 @@ export class ContainerService implements PodContainers {
   private readonly runtimes = new Map<string, OciRuntime>();
   /** Names being created, so two creates of one name cannot both pass the clash check. */
   private readonly pendingKeys = new Set<string>();
+  /** Containers whose StartContainer is running (see start()). */
+  private readonly starting = new Set<string>();
   /** Waiters for a container's exit, woken by the exit-file watcher. */
   private readonly exitWaiters = new Map<string, Set<() => void>>();
   private readonly exitDir: string;
@@ -311,12 +313,19 @@ export class ContainerService implements PodContainers {
       if (!sandbox || sandbox.state !== 'ready') throw failedPrecondition(`pod sandbox ${rec.sandboxId} of container ${rec.id} is not ready`);
       // Taken before the start, so a process that exits at once never finishes before it started.
       const startedAt = nowNs();
-      await this.runtime(rec.runtimeHandler).start(rec.id, signal);
-      const now = this.get(rec.id);
-      // The process may already have ended and been noticed; keep that, add the start time.
-      await this.records.put({ ...now, startedAt, state: now.state === 'exited' ? 'exited' : 'running' });
-      this.emit(rec, 'CONTAINER_STARTED_EVENT');
-      this.log.info({ container: rec.id }, 'container started');
+      // An exit noticed while the start is in flight waits for it, so "started" is recorded (and
+      // sent to event streams) before "stopped".
+      this.starting.add(rec.id);
+      try {
+        await this.runtime(rec.runtimeHandler).start(rec.id, signal);
+        await this.records.put({ ...this.get(rec.id), startedAt, state: 'running' });
+        this.emit(rec, 'CONTAINER_STARTED_EVENT');
+        this.log.info({ container: rec.id }, 'container started');
+      } finally {
+        this.starting.delete(rec.id);
+        // An exit skipped while starting (also when the start failed) is recorded now.
+        await this.noticeExit(rec.id);
+      }
     });
   }
 
@@ -328,6 +337,7 @@ export class ContainerService implements PodContainers {
     const rec = this.records.get(id);
     if (!rec) return false;
     if (rec.state === 'exited') return true;
+    if (this.starting.has(id)) return false;
     // The file's mtime comes from the kernel's coarse clock and may read a few ms before the start
     // time berth took; an exit is never reported before its start.
     const file = join(this.exitDir, id);

@@ -10,6 +10,7 @@ import { startRegistry, type TestRegistry } from './registry.ts';
 import { busyboxImage, pushImage, type ImageSpec } from './images.ts';
 import { runCommand } from '../../src/util/run-command.ts';
 import { mountsUnder } from '../../src/util/mount.ts';
+import { removeMasquerade } from '../../src/network/masquerade.ts';
 
 export const BUSYBOX = 'docker.io/library/busybox:latest';
 
@@ -40,6 +41,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
   const cniDir = join(base, 'cni');
   // A /24 and a bridge name of our own, so parallel test files never share a network.
   const n = 1 + (randomBytes(1)[0] as number) % 250;
+  const subnet = `10.210.${n}.0/24`;
   const bridge = `brt${randomBytes(3).toString('hex')}`;
   const config = [
     '[registry.hosts."docker.io"]',
@@ -47,7 +49,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
     'skip_upstream = true',
     '[network]',
     `cni_conf_dir = "${cniDir}"`,
-    `default_subnet = "10.210.${n}.0/24"`,
+    `default_subnet = "${subnet}"`,
     `default_bridge = "${bridge}"`,
   ].join('\n');
   let daemon = await startDaemon({ config });
@@ -82,6 +84,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
         await registry.stop();
       }
       await runCommand('ip', ['link', 'del', bridge], { step: 'remove test bridge', timeoutMs: 5000, okCodes: [1] }).catch(() => undefined);
+      await removeMasquerade(subnet);
       await rm(base, { recursive: true, force: true });
     },
   };

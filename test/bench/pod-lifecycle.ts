@@ -151,7 +151,8 @@ class Driver {
       metadata: { name, uid: `uid-${name}`, namespace: 'bench', attempt: 0 },
       hostname: name,
       log_directory: logDir,
-      linux: {},
+      // What the kubelet sends for a pod without shareProcessNamespace.
+      linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
     };
     const { pod_sandbox_id: podId } = await this.#timed(t, 'RunPodSandbox', () =>
       this.client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig }, { timeoutMs: 120_000 }),
@@ -261,7 +262,7 @@ function podProcesses(before: Map<number, Proc>, after: Map<number, Proc>, dir: 
 /** Which processes a pod added: the monitor (conmon / shim), the infra (pause), the workload. */
 function classify(p: Proc): 'workload' | 'pause' | 'monitor' | 'other' {
   if (p.cmdline.includes('999999') || p.cmdline.includes("trap 'exit 0' TERM")) return 'workload';
-  if (p.cmdline === PAUSE_CMD.join(' ') || p.comm === 'pause') return 'pause';
+  if (p.cmdline === PAUSE_CMD.join(' ') || p.comm === 'pause' || p.comm === 'catatonit') return 'pause';
   if (p.comm === 'conmon' || p.comm.startsWith('containerd-shim')) return 'monitor';
   return 'other';
 }

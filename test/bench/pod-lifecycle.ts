@@ -10,7 +10,7 @@
 // monitor and infra processes (conmon / shim / pause: PSS from smaps_rollup). Not a test: it
 // asserts nothing, it measures.
 //
-//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--only berth|containerd]
+//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,10 +27,12 @@ const { values } = parseArgs({
     pods: { type: 'string', default: '20' },
     density: { type: 'string', default: '30' },
     only: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 const PODS = Number(values.pods);
 const DENSITY = Number(values.density);
+const ROUNDS = Number(values.rounds);
 const BRIDGE = 'bntbench0';
 const SUBNET = '10.220.240.0/21';
 /** The pause process: what containerd runs as the sandbox (its image's entrypoint). */
@@ -319,12 +321,13 @@ function report(results: Result[]): void {
   const c = byName.get('containerd');
   const fmt = (n: number): string => (Number.isFinite(n) ? n.toFixed(0).padStart(6) : '     -');
   const ratio = (x: number, y: number): string => (Number.isFinite(x) && Number.isFinite(y) && y > 0 ? (x / y).toFixed(2).padStart(6) : '     -');
-  console.log(`\nlifecycle, ${PODS} pods 2 at a time (ms)        berth p50   p90 | containerd p50   p90 | ratio p50   p90`);
+  console.log(`\nlifecycle: ${PODS} pods x ${ROUNDS} round(s), 2 at a time`);
+  console.log(`  ${'operation (ms)'.padEnd(42)}  berth p50    p90 | containerd p50    p90 | ratio p50    p90`);
   for (const op of [...OPS, 'pod+container started']) {
     const bx = b?.timings.ops.get(op) ?? [];
     const cx = c?.timings.ops.get(op) ?? [];
     const [b50, b90, c50, c90] = [percentile(bx, 50), percentile(bx, 90), percentile(cx, 50), percentile(cx, 90)];
-    console.log(`  ${op.padEnd(42)} ${fmt(b50)} ${fmt(b90)} |      ${fmt(c50)} ${fmt(c90)} |    ${ratio(b50, c50)} ${ratio(b90, c90)}`);
+    console.log(`  ${op.padEnd(42)}     ${fmt(b50)} ${fmt(b90)} |         ${fmt(c50)} ${fmt(c90)} |    ${ratio(b50, c50)} ${ratio(b90, c90)}`);
   }
   console.log(`\nmemory with ${DENSITY} pods (one sleeping container each)`);
   for (const r of results) {
@@ -365,12 +368,24 @@ async function main(): Promise<void> {
     const env: BenchEnv = { cniDir, pauseRef: `${registry.host}/bench/pause:v1`, workloadRef: `${registry.host}/bench/busybox:v1` };
     const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
     console.log(`pause ${env.pauseRef} (${PAUSE_CMD.join(' ')}), workload ${env.workloadRef}; load average ${load} on ${spawnSync('nproc').stdout.toString().trim()} cores`);
-    const results: Result[] = [];
-    for (const rt of [containerd, berth].filter((r) => !values.only || r.name === values.only)) {
-      console.log(`running ${rt.name} ...`);
-      results.push(await bench(rt, env));
+    const runtimes = [containerd, berth].filter((r) => !values.only || r.name === values.only);
+    const results = new Map<string, Result>();
+    // Rounds alternate which daemon goes first, so a change in the machine's load hits both.
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const rt of round % 2 === 1 ? runtimes : [...runtimes].reverse()) {
+        console.log(`round ${round}: ${rt.name} ...`);
+        const r = await bench(rt, env);
+        const pooled = results.get(rt.name);
+        if (!pooled) {
+          results.set(rt.name, r);
+          continue;
+        }
+        for (const [op, xs] of r.timings.ops) for (const x of xs) pooled.timings.add(op, x);
+        // Memory is the last round's: it does not pool.
+        results.set(rt.name, { ...r, timings: pooled.timings, error: pooled.error ?? r.error });
+      }
     }
-    report(results);
+    report([...results.values()]);
   } finally {
     await registry.stop();
     spawnSync('ip', ['link', 'del', BRIDGE], { stdio: 'ignore' });

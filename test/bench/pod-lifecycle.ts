@@ -12,6 +12,7 @@
 //
 //   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,8 +34,11 @@ const { values } = parseArgs({
 const PODS = Number(values.pods);
 const DENSITY = Number(values.density);
 const ROUNDS = Number(values.rounds);
-const BRIDGE = 'bntbench0';
-const SUBNET = '10.220.240.0/21';
+// Names and addresses of this run's own, so two runs on one machine do not meet.
+const RUN = randomBytes(3).toString('hex');
+const BRIDGE = `bntb${RUN}`;
+const NETWORK = `bench-${RUN}`;
+const SUBNET = `10.220.${240 + (randomBytes(1)[0] as number) % 16}.0/24`;
 /** The pause process: what containerd runs as the sandbox (its image's entrypoint). */
 const PAUSE_CMD = ['/bin/busybox', 'sleep', '2147483647'];
 /** The workload: exits at once on SIGTERM, so StopContainer measures the stop path, not a grace period. */
@@ -240,6 +244,8 @@ interface Result {
   loadedRssMiB: number;
   podProcs: Array<{ kind: string; count: number; pssKb: number; rssKb: number }>;
   error?: string;
+  /** Census after every pod was removed. */
+  leftovers?: string;
 }
 
 /**
@@ -304,12 +310,20 @@ async function bench(rt: Runtime, env: BenchEnv): Promise<Result> {
     result.error = (err as { details?: string; message: string }).details ?? (err as Error).message;
   } finally {
     // Pods first: containerd's shims (and berth's monitors) outlive their daemon by design.
-    await inParallel(live.length, 2, (i) => driver.stopPod(live[i] as Pod).catch(() => {}));
+    await inParallel(live.length, 2, (i) =>
+      driver.stopPod(live[i] as Pod).catch((err: { details?: string; message: string }) => {
+        console.error(`${rt.name}: tearing down pod ${(live[i] as Pod).podId} failed: ${err.details ?? err.message}`);
+      }),
+    );
     client.close();
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     await exited;
     spawnSync('umount', ['-R', join(dir, 'state')], { stdio: 'ignore' });
+    // Every pod is gone now: whatever still names this run's network was left behind.
+    const rules = spawnSync('iptables-save', ['-t', 'nat']).stdout.toString().split('\n').filter((l) => l.includes(`\\"${NETWORK}\\"`));
+    const veths = spawnSync('ip', ['-o', 'link', 'show', 'master', BRIDGE]).stdout.toString().trim();
+    result.leftovers = `${rules.length} iptables rules, ${veths ? veths.split('\n').length : 0} veths`;
     await rm(dir, { recursive: true, force: true }).catch((err: Error) => console.error(`could not remove ${dir}: ${err.message}`));
   }
   return result;
@@ -359,7 +373,7 @@ async function main(): Promise<void> {
     // One network for both daemons (they run one after the other): what a node admin would install.
     await writeFile(join(cniDir, '10-bench.conflist'), JSON.stringify({
       cniVersion: '1.0.0',
-      name: 'bench',
+      name: NETWORK,
       plugins: [
         { type: 'bridge', bridge: BRIDGE, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', ranges: [[{ subnet: SUBNET }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(work, 'ipam') } },
         { type: 'portmap', capabilities: { portMappings: true } },
@@ -375,6 +389,7 @@ async function main(): Promise<void> {
       for (const rt of round % 2 === 1 ? runtimes : [...runtimes].reverse()) {
         console.log(`round ${round}: ${rt.name} ...`);
         const r = await bench(rt, env);
+        console.log(`  ${rt.name} left behind after removing every pod: ${r.leftovers ?? '?'}`);
         const pooled = results.get(rt.name);
         if (!pooled) {
           results.set(rt.name, r);

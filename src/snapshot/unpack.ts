@@ -38,6 +38,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError, errorMessage } from '../util/errors.ts';
+import { Semaphore } from '../util/semaphore.ts';
 
 export interface UnpackStats {
   /** Non-directory entries materialized: regular files, hardlinks, symlinks, devices, fifos. */
@@ -484,27 +485,6 @@ function runTool(cmd: string, args: string[], input?: string): Promise<string> {
   });
 }
 
-class Limiter {
-  readonly #max: number;
-  #active = 0;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(max: number) {
-    this.#max = max;
-  }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#active >= this.#max) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#active++;
-    try {
-      return await fn();
-    } finally {
-      this.#active--;
-      this.#waiting.shift()?.();
-    }
-  }
-}
-
 // ───────────────────────────── writing ─────────────────────────────
 
 interface DirMeta {
@@ -561,7 +541,7 @@ class Unpacker {
   readonly #nodes = new Map<string, Node>();
   readonly #xattrs = new Map<string, Map<string, Buffer>>();
   readonly #pending = new Set<Promise<void>>();
-  readonly #spawns = new Limiter(SPAWN_CONCURRENCY);
+  readonly #spawns = new Semaphore(SPAWN_CONCURRENCY);
   readonly #umask = currentUmask();
   readonly #uid = process.geteuid?.() ?? 0;
   readonly #gid = process.getegid?.() ?? 0;

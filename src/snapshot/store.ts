@@ -169,13 +169,21 @@ export class SnapshotStore {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const tmp = await mkdtemp(join(this.root, TMP_PREFIX));
     this.#ownTemps.add(tmp);
+    let failed = false;
     try {
       const info = await this.#fill(tmp, chainId, parent, diffId, source);
       const winner = await this.#commit(tmp, hex, info);
       index.set(hex, winner);
       return winner;
+    } catch (err) {
+      failed = true;
+      throw err;
     } finally {
-      await rm(tmp, { recursive: true, force: true });
+      // The first error explains the failure; one from removing the temp dir would only hide it
+      // (the dir is then swept at the next start).
+      await rm(tmp, { recursive: true, force: true }).catch((err: unknown) => {
+        if (!failed) throw err;
+      });
       this.#ownTemps.delete(tmp);
     }
   }

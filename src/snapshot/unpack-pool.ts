@@ -12,6 +12,11 @@ const WORKER_URL = new URL('./unpack-worker.ts', import.meta.url);
 const BATCH = 1 << 20;
 /** Compressed bytes posted but not yet taken by the worker; past this the download waits. */
 const MAX_IN_FLIGHT = 4 << 20;
+/**
+ * How long a failed layer's worker gets to stop (its tar reader ends, its mknod children exit)
+ * before it is terminated instead. Either way the caller hears of the failure only afterwards.
+ */
+const STOP_GRACE_MS = 30_000;
 
 function fromWire(e: WireError): Error {
   if (e.kind) return new BerthError(e.kind, e.message);
@@ -27,6 +32,11 @@ class WorkerSink extends Writable {
   private waitingForAck: (() => void) | undefined;
   private finalCallback: ((err?: Error | null) => void) | undefined;
   private outcome: { stats: UnpackStats } | { error: Error } | undefined;
+  private markSettled: () => void = () => undefined;
+  /** Resolves once the worker has reported: from then on it no longer touches the layer's files. */
+  readonly settledP = new Promise<void>((resolve) => {
+    this.markSettled = resolve;
+  });
   stats: UnpackStats | undefined;
 
   constructor(worker: Worker, start: Omit<Extract<InMessage, { type: 'start' }>, 'type'>) {
@@ -60,6 +70,7 @@ class WorkerSink extends Writable {
   private settle(outcome: { stats: UnpackStats } | { error: Error }): void {
     if (this.outcome) return;
     this.outcome = outcome;
+    this.markSettled();
     this.worker.off('message', this.onMessage);
     this.worker.off('error', this.onWorkerError);
     const resume = this.waitingForAck;
@@ -123,6 +134,17 @@ class WorkerSink extends Writable {
   }
 }
 
+function settledWithin(sink: WorkerSink, ms: number): Promise<boolean> {
+  if (sink.settled) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    void sink.settledP.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
 export class UnpackPool {
   private readonly idle: Worker[] = [];
   private readonly waiters: Array<(w: Worker) => void> = [];
@@ -138,7 +160,7 @@ export class UnpackPool {
    * loading (a few hundred ms on a small node).
    */
   warm(): void {
-    while (this.all.size < this.size) this.release(this.spawn(), true);
+    while (this.all.size < this.size) void this.release(this.spawn(), true);
   }
 
   private spawn(): Worker {
@@ -162,12 +184,12 @@ export class UnpackPool {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  private release(worker: Worker, healthy: boolean): void {
+  private async release(worker: Worker, healthy: boolean): Promise<void> {
     if (!healthy) {
-      // A worker whose layer failed midway may still hold half a stream: replace it, and hand the
-      // replacement to whoever is waiting, or that layer would wait forever.
+      // A worker that did not stop in time may still hold half a stream: replace it once it is
+      // gone, and hand the replacement to whoever is waiting, or that layer would wait forever.
       this.all.delete(worker);
-      void worker.terminate();
+      await worker.terminate();
       worker = this.spawn();
     }
     const next = this.waiters.shift();
@@ -186,14 +208,14 @@ export class UnpackPool {
   async unpack(dir: string, source: Readable, through: Transform[], diffId: string, what: string): Promise<UnpackStats> {
     const worker = await this.acquire();
     const sink = new WorkerSink(worker, { dir, diffId, what });
-    let healthy = false;
     try {
       await pipeline([source, ...through, sink]);
       if (!sink.stats) throw new BerthError('internal', `${what}: unpack worker ended without a result`);
-      healthy = true;
       return sink.stats;
     } finally {
-      this.release(worker, healthy && sink.settled);
+      // On failure (a dropped download, a full disk) the worker was told to abort; the caller will
+      // delete `dir` next, so wait until the worker has stopped writing into it.
+      await this.release(worker, await settledWithin(sink, STOP_GRACE_MS));
     }
   }
 

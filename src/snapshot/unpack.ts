@@ -542,6 +542,7 @@ class Unpacker {
   readonly #xattrs = new Map<string, Map<string, Buffer>>();
   readonly #pending = new Set<Promise<void>>();
   readonly #spawns = new Semaphore(SPAWN_CONCURRENCY);
+  readonly #stop = new AbortController();
   readonly #umask = currentUmask();
   readonly #uid = process.geteuid?.() ?? 0;
   readonly #gid = process.getegid?.() ?? 0;
@@ -564,6 +565,10 @@ class Unpacker {
         await this.#entry(entry, parser);
       }
       await this.#finish();
+    } catch (err) {
+      // Children not started yet never will be: the layer has failed.
+      this.#stop.abort(err);
+      throw err;
     } finally {
       // Never return while children still touch the tree; the caller may be about to delete it.
       await Promise.allSettled(this.#pending);
@@ -760,7 +765,7 @@ class Unpacker {
       if (this.#needsChown(e)) lchownSync(abs, e.uid, e.gid);
       chmodSync(abs, e.mode);
       lutimesSync(abs, e.atime, e.mtime);
-    }));
+    }, this.#stop.signal));
     this.#nodes.set(rel, node);
     this.#queueXattrs(rel, e.xattrs);
     this.stats.files++;
@@ -786,7 +791,7 @@ class Unpacker {
       await model.node.pending;
       linkSync(this.#abs(model.rel), this.#abs(target));
     } else {
-      node.pending = this.#track(this.#spawns.run(() => runTool('mknod', ['--', this.#abs(target), 'c', '0', '0']).then(() => {})));
+      node.pending = this.#track(this.#spawns.run(() => runTool('mknod', ['--', this.#abs(target), 'c', '0', '0']).then(() => {}), this.#stop.signal));
       this.#whiteoutModel = { rel: target, node };
     }
     this.#nodes.set(target, node);

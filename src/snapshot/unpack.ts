@@ -32,13 +32,13 @@ import {
   statSync,
   symlinkSync,
   unlinkSync,
-  writevSync,
 } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { Semaphore } from '../util/semaphore.ts';
+import { writeAll, writeAllSync } from '../util/write-all.ts';
 
 export interface UnpackStats {
   /** Non-directory entries materialized: regular files, hardlinks, symlinks, devices, fifos. */
@@ -506,36 +506,6 @@ interface Node {
   linked?: boolean;
 }
 
-/** The buffers still to write after the first `done` bytes went out (partial writes: signals, quota). */
-function unwritten(bufs: Buffer[], done: number): Buffer[] {
-  if (done === 0) throw new BerthError('internal', 'write made no progress');
-  const rest: Buffer[] = [];
-  for (const b of bufs) {
-    if (done >= b.length) done -= b.length;
-    else {
-      rest.push(done > 0 ? b.subarray(done) : b);
-      done = 0;
-    }
-  }
-  return rest;
-}
-
-function writeAllSync(fd: number, bufs: Buffer[], total: number): void {
-  for (let left = total; left > 0; ) {
-    const n = writevSync(fd, bufs);
-    left -= n;
-    if (left > 0) bufs = unwritten(bufs, n);
-  }
-}
-
-async function writeAll(handle: FileHandle, bufs: Buffer[], total: number): Promise<void> {
-  for (let left = total; left > 0; ) {
-    const { bytesWritten } = await handle.writev(bufs);
-    left -= bytesWritten;
-    if (left > 0) bufs = unwritten(bufs, bytesWritten);
-  }
-}
-
 class Unpacker {
   readonly #root: string;
   readonly #nodes = new Map<string, Node>();
@@ -685,7 +655,7 @@ class Unpacker {
     while (parser.dataLeft > 0) chunks.push(await parser.read(parser.dataLeft));
     const fd = openSync(abs, CREATE_FLAGS, e.mode & 0o777);
     try {
-      if (e.size > 0) writeAllSync(fd, chunks, e.size);
+      if (e.size > 0) writeAllSync(fd, chunks, abs);
       this.#fileMetaSync(fd, e);
     } finally {
       closeSync(fd);
@@ -705,7 +675,7 @@ class Unpacker {
         if (batchBytes < WRITE_BATCH && parser.dataLeft > 0) continue;
         // One batch in flight while the next is read: overlap without unbounded buffering.
         if (inflight !== null) await inflight;
-        inflight = writeAll(handle, batch, batchBytes);
+        inflight = writeAll(handle, batch, abs);
         inflight.catch(() => {}); // awaited below; this only keeps a fast failure from being "unhandled"
         batch = [];
         batchBytes = 0;

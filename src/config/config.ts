@@ -6,6 +6,7 @@ import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
 import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
+import type { ImageServiceConfig } from '../image/service.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export type CgroupDriverName = 'cgroupfs' | 'systemd';
@@ -16,14 +17,8 @@ export interface BerthConfig {
   socket: string;
   logLevel: LogLevel;
   cgroupDriver: CgroupDriverName;
-  image: {
-    /** `os/arch[/variant]` picked out of manifest lists; defaults to the host's. */
-    platform: string;
-    /** Layers downloaded and unpacked at once, per pull. */
-    maxConcurrentDownloads: number;
-    /** Attempts per registry request on 5xx or a reset connection. */
-    pullAttempts: number;
-  };
+  /** The image service's settings; `platform` defaults to the host's. */
+  image: ImageServiceConfig['image'];
   /** Mirrors, plain-HTTP allowlist, CAs and credentials per registry host. */
   registry: RegistryConfig;
   runtime: {

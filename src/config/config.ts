@@ -32,6 +32,44 @@ export interface BerthConfig {
   };
 }
 
+/**
+ * The config as `crictl info` (verbose Status) shows it. An allow-list: every key is named here, so
+ * a key added later (a token, a password) stays hidden until someone decides to show it.
+ * Registry credentials are reported only as present or not.
+ */
+export function shownConfig(c: BerthConfig): object {
+  return {
+    root: c.root,
+    state: c.state,
+    socket: c.socket,
+    logLevel: c.logLevel,
+    cgroupDriver: c.cgroupDriver,
+    image: { platform: c.image.platform, maxConcurrentDownloads: c.image.maxConcurrentDownloads, pullAttempts: c.image.pullAttempts },
+    registry: {
+      plainHttpHosts: c.registry.plainHttpHosts,
+      hosts: Object.fromEntries(
+        Object.entries(c.registry.hosts).map(([domain, h]) => [
+          domain,
+          {
+            mirrors: h.mirrors ?? [],
+            skipUpstream: h.skipUpstream ?? false,
+            plainHttp: h.plainHttp ?? false,
+            skipVerify: h.skipVerify ?? false,
+            caFile: h.caFile,
+            certFile: h.certFile,
+            credentials: Boolean(h.username || h.password || h.auth || h.identityToken || h.registryToken || h.keyFile),
+          },
+        ]),
+      ),
+    },
+    runtime: {
+      defaultHandler: c.runtime.defaultHandler,
+      handlers: Object.fromEntries(Object.entries(c.runtime.handlers).map(([name, h]) => [name, { path: h.path }])),
+    },
+    network: { cniConfDir: c.network.cniConfDir, cniBinDirs: c.network.cniBinDirs },
+  };
+}
+
 export const DEFAULT_CONFIG_PATH = '/etc/berth/config.toml';
 
 export function defaultConfig(): BerthConfig {

@@ -8,7 +8,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { startRegistry, freePort, type TestRegistry } from '../helpers/registry.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { busyboxImage, pushImage, pushIndex, type BuiltImage } from '../helpers/images.ts';
-import type { Image } from '../../src/cri/types.ts';
+import type { Image__Output as Image } from '../../src/cri/gen/runtime/v1/Image.ts';
 import { ROOT_ONLY } from '../helpers/root.ts';
 
 interface StatusRes {

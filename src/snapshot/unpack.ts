@@ -39,6 +39,7 @@ import type { Readable } from 'node:stream';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { writeAll, writeAllSync } from '../util/write-all.ts';
+import { quoteDump } from './xattr-dump.ts';
 
 export interface UnpackStats {
   /** Non-directory entries materialized: regular files, hardlinks, symlinks, devices, fifos. */
@@ -49,6 +50,12 @@ export interface UnpackStats {
   bytes: number;
   /** Whiteouts turned into 0/0 character devices (opaque markers not included). */
   whiteouts: number;
+  /**
+   * Directories made only because an entry below them needed a parent (the tar has no entry of
+   * their own). They are 0755 root here; the snapshot store gives them the metadata of the same
+   * path in the layers below once those exist (see SnapshotStore.inheritParentDirs).
+   */
+  implicitDirs?: string[];
 }
 
 export interface UnpackOptions {
@@ -443,16 +450,6 @@ function baseOf(rel: string): string {
   return rel.slice(rel.lastIndexOf('/') + 1);
 }
 
-/** getfattr dump quoting: octal-escape anything that would break the line-oriented format. */
-function dumpQuote(text: string): string {
-  let out = '';
-  for (const byte of Buffer.from(text)) {
-    out += byte <= 0x20 || byte >= 0x7f || byte === 0x5c || byte === 0x3d
-      ? `\\${byte.toString(8).padStart(3, '0')}`
-      : String.fromCharCode(byte);
-  }
-  return out;
-}
 
 /** The process umask, which open/mkdir apply; knowing it lets us skip chmod when it changes nothing. */
 function currentUmask(): number {
@@ -504,6 +501,8 @@ interface Node {
   pending?: Promise<void>;
   /** Shares its inode with another path; its pending xattrs must not be dropped on unlink. */
   linked?: boolean;
+  /** A directory made as a missing parent, with no entry of its own (so far). */
+  implicit?: boolean;
 }
 
 class Unpacker {
@@ -581,7 +580,7 @@ class Unpacker {
       const node = this.#nodes.get(prefix);
       if (node === undefined) {
         mkdirSync(this.#abs(prefix), 0o755);
-        this.#nodes.set(prefix, { kind: 'dir' });
+        this.#nodes.set(prefix, { kind: 'dir', implicit: true });
         this.stats.dirs++;
       } else if (node.kind !== 'dir') {
         const why = node.kind === 'symlink' ? 'is a symlink' : 'is not a directory';
@@ -636,6 +635,7 @@ class Unpacker {
       this.stats.dirs++;
     }
     node.meta = { mode: e.mode, uid: e.uid, gid: e.gid, atime: e.atime, mtime: e.mtime };
+    node.implicit = false;
     this.#queueXattrs(rel, e.xattrs);
   }
 
@@ -794,11 +794,11 @@ class Unpacker {
     if (this.#xattrs.size === 0 && opaque.length === 0) return;
     let dump = '';
     for (const [rel, attrs] of this.#xattrs) {
-      dump += `# file: ${dumpQuote(this.#abs(rel))}\n`;
-      for (const [name, value] of attrs) dump += `${dumpQuote(name)}=0s${value.toString('base64')}\n`;
+      dump += `# file: ${quoteDump(this.#abs(rel))}\n`;
+      for (const [name, value] of attrs) dump += `${quoteDump(name)}=0s${value.toString('base64')}\n`;
       dump += '\n';
     }
-    for (const rel of opaque) dump += `# file: ${dumpQuote(this.#abs(rel))}\n${OPAQUE_XATTR}=0s${Buffer.from('y').toString('base64')}\n\n`;
+    for (const rel of opaque) dump += `# file: ${quoteDump(this.#abs(rel))}\n${OPAQUE_XATTR}=0s${Buffer.from('y').toString('base64')}\n\n`;
     this.#xattrs.clear();
     for (const rel of opaque) this.#nodes.get(rel)!.opaque = false;
     try {
@@ -825,6 +825,8 @@ class Unpacker {
     }
     await this.#flushXattrs();
     for (const [rel, node] of dirs) lutimesSync(this.#abs(rel), node.meta!.atime, node.meta!.mtime);
+    const implicit = [...this.#nodes].filter(([, n]) => n.kind === 'dir' && n.implicit === true).map(([rel]) => rel);
+    if (implicit.length > 0) this.stats.implicitDirs = implicit;
   }
 }
 

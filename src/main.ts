@@ -10,6 +10,7 @@ import { lockRoot, RootLockedError, type RootLock } from './daemon/root-lock.ts'
 import { startCriServer } from './cri/server.ts';
 import { ImageService } from './image/service.ts';
 import { RuntimeProbe } from './runtime-probe.ts';
+import { PodNetwork } from './network/cni.ts';
 import { BERTH_VERSION } from './version.ts';
 
 const HELP = `berthd ${BERTH_VERSION} — a Kubernetes container runtime (CRI v1 over gRPC)
@@ -105,7 +106,9 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
 
     const images = new ImageService(config, log.child({ component: 'images' }));
     await images.init();
-    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config) });
+    const network = new PodNetwork({ config, log: log.child({ component: 'network' }) });
+    await network.init();
+    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), network });
     await chmod(config.socket, 0o660);
     log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', version: BERTH_VERSION }, 'berthd serving CRI');
 
@@ -119,6 +122,7 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
     });
     // Let in-flight RPCs finish briefly, then cut the rest so shutdown never hangs.
     await server.shutdown(5000);
+    await network.close();
     await images.close();
     await rm(config.socket, { force: true });
   } finally {

@@ -7,6 +7,7 @@ import type { RegistryConfig, RegistryHostConfig } from '../image/registry/confi
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
 import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
 import type { ImageServiceConfig } from '../image/service.ts';
+import { parseSubnets } from '../network/default-network.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export type CgroupDriverName = 'cgroupfs' | 'systemd';
@@ -29,6 +30,12 @@ export interface BerthConfig {
   network: {
     cniConfDir: string;
     cniBinDirs: string[];
+    /** Subnet(s) of berth's own bridge network, used when cniConfDir holds no config and no pod CIDR was sent. */
+    defaultSubnet: string;
+    /** Linux bridge of berth's own network. */
+    defaultBridge: string;
+    /** Deadline for one CNI plugin run. */
+    pluginTimeoutSeconds: number;
   };
 }
 
@@ -66,7 +73,13 @@ export function shownConfig(c: BerthConfig): object {
       defaultHandler: c.runtime.defaultHandler,
       handlers: Object.fromEntries(Object.entries(c.runtime.handlers).map(([name, h]) => [name, { path: h.path }])),
     },
-    network: { cniConfDir: c.network.cniConfDir, cniBinDirs: c.network.cniBinDirs },
+    network: {
+      cniConfDir: c.network.cniConfDir,
+      cniBinDirs: c.network.cniBinDirs,
+      defaultSubnet: c.network.defaultSubnet,
+      defaultBridge: c.network.defaultBridge,
+      pluginTimeoutSeconds: c.network.pluginTimeoutSeconds,
+    },
   };
 }
 
@@ -82,7 +95,13 @@ export function defaultConfig(): BerthConfig {
     image: { platform: formatPlatform(hostPlatform()), maxConcurrentDownloads: 4, pullAttempts: 4 },
     registry: { plainHttpHosts: [...DEFAULT_PLAIN_HTTP_HOSTS], hosts: {} },
     runtime: { defaultHandler: 'runc', handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } } },
-    network: { cniConfDir: '/etc/cni/net.d', cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'] },
+    network: {
+      cniConfDir: '/etc/cni/net.d',
+      cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'],
+      defaultSubnet: '10.88.0.0/16',
+      defaultBridge: 'berth0',
+      pluginTimeoutSeconds: 60,
+    },
   };
 }
 
@@ -243,6 +262,17 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
   if (network) {
     cfg.network.cniConfDir = network.string('cni_conf_dir') ?? cfg.network.cniConfDir;
     cfg.network.cniBinDirs = network.strings('cni_bin_dirs') ?? cfg.network.cniBinDirs;
+    cfg.network.defaultSubnet = network.string('default_subnet') ?? cfg.network.defaultSubnet;
+    try {
+      parseSubnets(cfg.network.defaultSubnet);
+    } catch (err) {
+      throw new ConfigError(`network.default_subnet: ${(err as Error).message}`);
+    }
+    cfg.network.defaultBridge = network.string('default_bridge') ?? cfg.network.defaultBridge;
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.network.defaultBridge)) {
+      throw new ConfigError(`network.default_bridge must be a Linux interface name (1-15 letters, digits, _ . -)`);
+    }
+    cfg.network.pluginTimeoutSeconds = network.int('plugin_timeout', 1, 600) ?? cfg.network.pluginTimeoutSeconds;
     network.done();
   }
   top.done();

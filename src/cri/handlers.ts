@@ -3,6 +3,7 @@ import type { StreamRpc, UnaryRpc } from './rpc.ts';
 import { version } from './version.ts';
 import { status } from './status.ts';
 import { runtimeConfig } from './runtime-config.ts';
+import { updateRuntimeConfig } from './update-runtime-config.ts';
 import { listImages } from './list-images.ts';
 import { streamImages } from './stream-images.ts';
 import { imageStatus } from './image-status.ts';
@@ -23,6 +24,7 @@ export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, 
     Version: unary(version),
     Status: unary(status),
     RuntimeConfig: unary(runtimeConfig),
+    UpdateRuntimeConfig: unary(updateRuntimeConfig),
   },
   ImageService: {
     ListImages: unary(listImages),

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ImageService } from '../image/service.ts';
 import type { RuntimeProbe } from '../runtime-probe.ts';
+import type { PodNetwork } from '../network/cni.ts';
 
 /** What a handler may use: the daemon's services, never gRPC objects. */
 export interface CriContext {
@@ -10,6 +11,7 @@ export interface CriContext {
   log: Logger;
   images: ImageService;
   probe: RuntimeProbe;
+  network: PodNetwork;
 }
 
 /**

@@ -7,6 +7,8 @@ import { shownConfig } from '../config/config.ts';
 
 export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) => {
   const probe = await ctx.probe.check();
+  await ctx.network.refresh();
+  const network = ctx.network.ready();
   const conditions: RuntimeCondition[] = [
     {
       type: 'RuntimeReady',
@@ -16,13 +18,16 @@ export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) 
     },
     {
       type: 'NetworkReady',
-      status: probe.networkReady,
-      reason: probe.networkReady ? '' : 'NetworkPluginNotReady',
-      message: probe.networkMessage,
+      status: network.ready,
+      reason: network.reason,
+      message: network.message,
     },
   ];
   const info: Record<string, string> = {};
-  if (req.verbose) info.config = JSON.stringify(shownConfig(ctx.config));
+  if (req.verbose) {
+    info.config = JSON.stringify(shownConfig(ctx.config));
+    info.network = JSON.stringify(ctx.network.current() ?? null);
+  }
   return {
     status: { conditions },
     info,

@@ -16,6 +16,7 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
       'cgroup_driver = "systemd"',
       '[network]',
       'cni_conf_dir = "/nonexistent/cni"',
+      'cni_bin_dirs = ["/nonexistent/cni-bin"]',
       '[registry.hosts."docker.io"]',
       'mirrors = ["http://localhost:5000"]',
       'username = "alice"',
@@ -34,7 +35,7 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
   assert.ok(network, 'NetworkReady condition present');
   assert.equal(network.status, false);
   assert.equal(network.reason, 'NetworkPluginNotReady');
-  assert.match(network.message, /\/nonexistent\/cni/);
+  assert.match(network.message, /CNI plugin "bridge" not found in \/nonexistent\/cni-bin/);
   const runtime = st.status.conditions.find((c) => c.type === 'RuntimeReady');
   assert.equal(runtime?.status, true, `runc should be found: ${runtime?.message}`);
 

@@ -161,7 +161,7 @@ export class Puller {
     const started = Date.now();
     try {
       const info = await snapshots.unpackWith(layer.chainId, parent, layer.diffId, {
-        fill: (dir) => this.deps.unpackers.unpack(dir, source, writer ? [new Tee(writer)] : [], layer.diffId, what),
+        fill: (dir) => this.deps.unpackers.unpack(dir, source, writer ? [new Tee(writer)] : [], layer.diffId, what, layer.size),
         // Another pull made the snapshot meanwhile: keep the blob, if we were fetching it.
         skip: async () => {
           if (writer) await pipeline(source, writer);

@@ -112,7 +112,6 @@ export class ImageService {
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable image metadata moved aside; that image must be pulled again');
     for (const path of await this.leases.load()) this.log.warn({ path }, 'unreadable lease moved aside; its layers are no longer held');
     await this.runGc();
-    this.unpackers.warm();
   }
 
   /**

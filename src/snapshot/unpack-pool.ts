@@ -1,11 +1,14 @@
 // A small pool of unpack worker threads (see unpack-worker.ts) and the Writable that feeds one.
-// Workers are reused across layers and pulls; idle ones don't keep the daemon alive.
+// Workers exist only while there is work: one starts when a big layer needs it, is reused by the
+// layers and pulls that follow, and exits after a few idle seconds, so an idle daemon holds no
+// thread heaps. Small layers (the pause image, busybox-sized apps) unpack in the daemon's own
+// thread: starting a worker would cost more than the layer, and they block it only briefly.
 import { Worker } from 'node:worker_threads';
-import { Writable, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { UnpackStats } from './unpack.ts';
 import type { InMessage, OutMessage, WireError } from './unpack-worker.ts';
-import { BerthError } from '../util/errors.ts';
+import { PassThrough, Writable, type Readable, type Transform } from 'node:stream';
+import { BerthError, throwMostTelling } from '../util/errors.ts';
 
 const WORKER_URL = new URL('./unpack-worker.ts', import.meta.url);
 /** Network chunks are gathered to about this size before one message carries them to the worker. */
@@ -17,6 +20,10 @@ const MAX_IN_FLIGHT = 4 << 20;
  * before it is terminated instead. Either way the caller hears of the failure only afterwards.
  */
 const STOP_GRACE_MS = 30_000;
+/** Layers up to this compressed size unpack in the calling thread. */
+export const INLINE_MAX = 2 << 20;
+/** An idle worker exits after this long, giving its heap back. */
+const IDLE_EXIT_MS = 5_000;
 
 function fromWire(e: WireError): Error {
   if (e.kind) return new BerthError(e.kind, e.message);
@@ -147,6 +154,7 @@ function settledWithin(sink: WorkerSink, ms: number): Promise<boolean> {
 
 export class UnpackPool {
   private readonly idle: Worker[] = [];
+  private readonly idleTimers = new Map<Worker, NodeJS.Timeout>();
   private readonly waiters: Array<(w: Worker) => void> = [];
   private readonly all = new Set<Worker>();
   private readonly size: number;
@@ -155,12 +163,9 @@ export class UnpackPool {
     this.size = size;
   }
 
-  /**
-   * Starts every worker now, so the first pull does not pay for thread start-up and module
-   * loading (a few hundred ms on a small node).
-   */
-  warm(): void {
-    while (this.all.size < this.size) void this.release(this.spawn(), true);
+  /** Worker threads alive right now (busy or about to exit). */
+  get workers(): number {
+    return this.all.size;
   }
 
   private spawn(): Worker {
@@ -168,15 +173,22 @@ export class UnpackPool {
     this.all.add(worker);
     worker.once('exit', () => {
       this.all.delete(worker);
-      const i = this.idle.indexOf(worker);
-      if (i >= 0) this.idle.splice(i, 1);
+      this.forgetIdle(worker);
     });
     return worker;
+  }
+
+  private forgetIdle(worker: Worker): void {
+    const i = this.idle.indexOf(worker);
+    if (i >= 0) this.idle.splice(i, 1);
+    clearTimeout(this.idleTimers.get(worker));
+    this.idleTimers.delete(worker);
   }
 
   private async acquire(): Promise<Worker> {
     const ready = this.idle.pop();
     if (ready) {
+      this.forgetIdle(ready);
       ready.ref();
       return ready;
     }
@@ -199,13 +211,22 @@ export class UnpackPool {
     }
     worker.unref();
     this.idle.push(worker);
+    const timer = setTimeout(() => {
+      this.forgetIdle(worker);
+      this.all.delete(worker);
+      void worker.terminate();
+    }, IDLE_EXIT_MS);
+    timer.unref();
+    this.idleTimers.set(worker, timer);
   }
 
   /**
    * Pipes `source` through `through` (e.g. a tee into the content store) into a worker that
-   * decompresses, verifies `diffId` and unpacks into `dir`.
+   * decompresses, verifies `diffId` and unpacks into `dir`; a layer of at most INLINE_MAX
+   * compressed bytes (`size`, when known) is unpacked in this thread instead.
    */
-  async unpack(dir: string, source: Readable, through: Transform[], diffId: string, what: string): Promise<UnpackStats> {
+  async unpack(dir: string, source: Readable, through: Transform[], diffId: string, what: string, size?: number): Promise<UnpackStats> {
+    if (size !== undefined && size <= INLINE_MAX) return unpackHere(dir, source, through, diffId, what);
     const worker = await this.acquire();
     const sink = new WorkerSink(worker, { dir, diffId, what });
     try {
@@ -220,6 +241,19 @@ export class UnpackPool {
   }
 
   async close(): Promise<void> {
+    for (const timer of this.idleTimers.values()) clearTimeout(timer);
+    this.idleTimers.clear();
     await Promise.all([...this.all].map((w) => w.terminate()));
   }
+}
+
+/** The small-layer path: the same stream pipeline a worker runs, in this thread. */
+async function unpackHere(dir: string, source: Readable, through: Transform[], diffId: string, what: string): Promise<UnpackStats> {
+  // Loaded on first use: a daemon that never unpacks a small layer does not hold the tar reader.
+  const { unpackCompressed } = await import('./layer-stream.ts');
+  const pass = new PassThrough({ highWaterMark: 1 << 20 });
+  const results = await Promise.allSettled([pipeline([source, ...through, pass]), unpackCompressed(pass, dir, diffId, what)]);
+  // Both sides have stopped (the unpacker waits for its children): `dir` is the caller's to remove.
+  throwMostTelling(results);
+  return (results[1] as PromiseFulfilledResult<UnpackStats>).value;
 }

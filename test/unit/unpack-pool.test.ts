@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { UnpackPool } from '../../src/snapshot/unpack-pool.ts';
+import { INLINE_MAX, UnpackPool } from '../../src/snapshot/unpack-pool.ts';
 import { buildLayer, type FileSpec } from '../helpers/images.ts';
 import { until } from '../helpers/poll.ts';
 import { BerthError } from '../../src/util/errors.ts';
@@ -42,6 +42,29 @@ test('a pool of one survives a failed layer and unpacks the layers queued behind
   assert.equal(ok1.status, 'fulfilled');
   assert.equal(ok2.status, 'fulfilled');
   assert.equal(await readFile(join(dirs[2] ?? '', 'hello.txt'), 'utf8'), 'hello from a worker');
+  // Workers exist only while there is work: idle ones exit and give their memory back.
+  assert.equal(pool.workers, 1);
+  await until('the idle worker to exit', () => pool.workers === 0);
+});
+
+test('a small layer (size known, within INLINE_MAX) unpacks without starting a worker', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'berth-pool-inline-'));
+  const pool = new UnpackPool(1);
+  t.after(async () => {
+    await pool.close();
+    await rm(base, { recursive: true, force: true });
+  });
+  const layer = await buildLayer({ files: [{ path: 'small.txt', content: 'inline' }], compression: 'zstd' });
+  const bytes = layer.bytes ?? Buffer.alloc(0);
+  assert.ok(bytes.length <= INLINE_MAX);
+  const stats = await pool.unpack(base, Readable.from([bytes]), [], layer.diffId, 'small layer', bytes.length);
+  assert.equal(stats.files, 1);
+  assert.equal(await readFile(join(base, 'small.txt'), 'utf8'), 'inline');
+  assert.equal(pool.workers, 0);
+  const other = join(base, 'other');
+  await mkdir(other);
+  await assert.rejects(pool.unpack(other, Readable.from([bytes]), [], `sha256:${'1'.repeat(64)}`, 'wrong digest', bytes.length), /wrong digest: expected digest/);
+  assert.equal(pool.workers, 0);
 });
 
 /** mknod processes this process (or one of its worker threads) started that are still running. */

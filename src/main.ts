@@ -10,6 +10,8 @@ import { lockRoot, RootLockedError, type RootLock } from './daemon/root-lock.ts'
 import { startCriServer } from './cri/server.ts';
 import { ImageService } from './image/service.ts';
 import { RuntimeProbe } from './runtime-probe.ts';
+import { startStreamingServer } from './streaming/server.ts';
+import { noRuntimeBackend } from './streaming/no-runtime.ts';
 import { BERTH_VERSION } from './version.ts';
 
 const HELP = `berthd ${BERTH_VERSION} — a Kubernetes container runtime (CRI v1 over gRPC)
@@ -104,9 +106,10 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
 
     const images = new ImageService(config, log.child({ component: 'images' }));
     await images.init();
-    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config) });
+    const streaming = await startStreamingServer(config.streaming, noRuntimeBackend, log.child({ component: 'streaming' }));
+    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), streaming });
     await chmod(config.socket, 0o660);
-    log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', version: BERTH_VERSION }, 'berthd serving CRI');
+    log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', streaming: streaming.baseUrl, version: BERTH_VERSION }, 'berthd serving CRI');
 
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals): void => {
@@ -118,6 +121,7 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
     });
     // Let in-flight RPCs finish briefly, then cut the rest so shutdown never hangs.
     await server.shutdown(5000);
+    await streaming.stop();
     await images.close();
     await rm(config.socket, { force: true });
   } finally {

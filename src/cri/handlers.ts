@@ -9,6 +9,9 @@ import { imageStatus } from './image-status.ts';
 import { pullImage } from './pull-image.ts';
 import { removeImage } from './remove-image.ts';
 import { imageFsInfo } from './image-fs-info.ts';
+import { exec } from './exec.ts';
+import { attach } from './attach.ts';
+import { portForward } from './port-forward.ts';
 
 export type AnyHandler =
   | { kind: 'unary'; fn: UnaryRpc<unknown, unknown> }
@@ -23,6 +26,9 @@ export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, 
     Version: unary(version),
     Status: unary(status),
     RuntimeConfig: unary(runtimeConfig),
+    Exec: unary(exec),
+    Attach: unary(attach),
+    PortForward: unary(portForward),
   },
   ImageService: {
     ListImages: unary(listImages),

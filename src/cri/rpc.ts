@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ImageService } from '../image/service.ts';
 import type { RuntimeProbe } from '../runtime-probe.ts';
+import type { StreamingServer } from '../streaming/server.ts';
 
 /** What a handler may use: the daemon's services, never gRPC objects. */
 export interface CriContext {
@@ -10,6 +11,8 @@ export interface CriContext {
   log: Logger;
   images: ImageService;
   probe: RuntimeProbe;
+  /** Hands out the one-time URLs that Exec, Attach and PortForward answer with. */
+  streaming: StreamingServer;
 }
 
 /**

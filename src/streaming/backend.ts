@@ -10,7 +10,10 @@ export interface TerminalSize {
 
 /** The client's side of a session. Absent streams were not requested. */
 export interface SessionIo {
-  /** Ends when the client closes stdin; the backend then closes the process's stdin. */
+  /**
+   * Ends when the client closes stdin. Exec: close the process's stdin then. Attach: close the
+   * container's stdin only if it was created with stdin_once, as other runtimes do.
+   */
   stdin?: Readable;
   /** The backend writes output here and never ends these; the server ends them after the exit. */
   stdout?: Writable;

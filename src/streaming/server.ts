@@ -63,6 +63,11 @@ function headerValues(req: IncomingMessage, name: string): string[] {
   return v === undefined ? [] : Array.isArray(v) ? v : [v];
 }
 
+function checkStdio(rpc: string, p: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean }): void {
+  if (!p.stdin && !p.stdout && !p.stderr) throw invalidArgument(`${rpc} needs at least one of stdin, stdout and stderr`);
+  if (p.tty && p.stderr) throw invalidArgument(`${rpc} with tty cannot also have stderr: a terminal has one output stream; set stderr=false`);
+}
+
 export class StreamingServer {
   private readonly opts: Required<Omit<StreamingServerOptions, 'tls'>> & Pick<StreamingServerOptions, 'tls'>;
   private readonly backend: StreamingBackend;
@@ -118,24 +123,22 @@ export class StreamingServer {
   /** A one-time URL for running a command in a container (the Exec RPC's answer). */
   execUrl(p: ExecParams): string {
     if (p.cmd.length === 0) throw invalidArgument('Exec needs a command (cmd is empty)');
+    checkStdio('Exec', p);
     return this.url({ kind: 'exec', ...p, containerId: this.backend.resolveContainer(p.containerId) });
   }
 
+  /** A one-time URL joining a container's main process stdio (the Attach RPC's answer). */
   attachUrl(p: AttachParams): string {
+    checkStdio('Attach', p);
     return this.url({ kind: 'attach', ...p, containerId: this.backend.resolveContainer(p.containerId) });
   }
 
+  /** A one-time URL forwarding connections into a pod (the PortForward RPC's answer). */
   portForwardUrl(podSandboxId: string, ports: number[]): string {
     return this.url({ kind: 'portforward', podSandboxId: this.backend.resolveSandbox(podSandboxId), ports });
   }
 
   private url(request: StreamRequest): string {
-    if ((request.kind === 'exec' || request.kind === 'attach') && !request.stdin && !request.stdout && !request.stderr) {
-      throw invalidArgument(`${request.kind === 'exec' ? 'Exec' : 'Attach'} needs at least one of stdin, stdout and stderr`);
-    }
-    if ((request.kind === 'exec' || request.kind === 'attach') && request.tty && request.stderr) {
-      throw invalidArgument('tty and stderr cannot both be true: a terminal has one output stream; set stderr=false');
-    }
     return `${this.base}/${PATHS[request.kind]}/${this.tokens.put(request)}`;
   }
 

@@ -99,6 +99,8 @@ export interface SpdyCommand {
   protocol: string;
   stdin: SpdyStream | undefined;
   resize: SpdyStream | undefined;
+  /** Stdout received so far, while the command runs. */
+  stdoutSoFar(): string;
   done: Promise<CommandResult>;
 }
 
@@ -119,6 +121,8 @@ export async function startSpdyCommand(url: string, opts: CommandOptions): Promi
   if (stdin && Buffer.isBuffer(opts.stdin)) stdin.end(opts.stdin);
   else if (stdin && opts.stdin instanceof Readable) opts.stdin.pipe(stdin);
   if (resize) for (const size of opts.resize ?? []) resize.write(`${JSON.stringify({ Width: size.width, Height: size.height })}\n`);
+  const live: Buffer[] = [];
+  stdout?.on('data', (c: Buffer) => live.push(c));
   const done = (async (): Promise<CommandResult> => {
     const [out, err, errorText] = await Promise.all([
       stdout ? collect(stdout) : Buffer.alloc(0),
@@ -129,7 +133,7 @@ export async function startSpdyCommand(url: string, opts: CommandOptions): Promi
     session.close();
     return { stdout: out, stderr: err, error: errorText, exitCode: protocol.startsWith('v4.') ? exitCodeOf(errorText) : undefined };
   })();
-  return { session, protocol, stdin, resize, done };
+  return { session, protocol, stdin, resize, stdoutSoFar: () => Buffer.concat(live).toString(), done };
 }
 
 export async function spdyCommand(url: string, opts: CommandOptions): Promise<CommandResult> {
@@ -148,11 +152,25 @@ export async function spdyForward(session: SpdySession, port: number, requestId:
 
 // ---- WebSocket ----
 
-export function connectWebSocket(url: string, protocols: string[]): Promise<{ ws: WebSocket; protocol: string }> {
+export interface ChannelClient {
+  ws: WebSocket;
+  protocol: string;
+  /** Every message since the upgrade (none is lost between 'open' and the caller's listener). */
+  onMessage(listener: (data: Buffer) => void): void;
+}
+
+export function connectWebSocket(url: string, protocols: string[]): Promise<ChannelClient> {
   const wsUrl = url.replace(/^http/, 'ws');
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(wsUrl, protocols, { rejectUnauthorized: false, perMessageDeflate: false });
-    ws.once('open', () => resolve({ ws, protocol: ws.protocol }));
+    const backlog: Buffer[] = [];
+    let listener: ((data: Buffer) => void) | undefined;
+    ws.on('message', (data: Buffer) => (listener ? listener(data) : backlog.push(data)));
+    const onMessage = (l: (data: Buffer) => void): void => {
+      listener = l;
+      for (const m of backlog.splice(0)) l(m);
+    };
+    ws.once('open', () => resolve({ ws, protocol: ws.protocol, onMessage }));
     ws.once('unexpected-response', (_req, res: IncomingMessage) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
@@ -162,14 +180,25 @@ export function connectWebSocket(url: string, protocols: string[]): Promise<{ ws
   });
 }
 
+/** The refusal of an upgrade that must be refused; fails when it succeeds. */
+export async function refusal(attempt: Promise<unknown>): Promise<UpgradeRefusal> {
+  try {
+    await attempt;
+  } catch (err) {
+    if (err instanceof UpgradeRefused) return err.refusal;
+    throw err;
+  }
+  throw new Error('the upgrade succeeded but should have been refused');
+}
+
 /** Runs a command over the WebSocket channel protocol; v5 closes stdin with [255, 0]. */
 export async function wsCommand(url: string, opts: CommandOptions & { protocol?: string }): Promise<CommandResult> {
-  const { ws, protocol } = await connectWebSocket(url, [opts.protocol ?? 'v5.channel.k8s.io']);
+  const { ws, protocol, onMessage } = await connectWebSocket(url, [opts.protocol ?? 'v5.channel.k8s.io']);
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let errorText = '';
   const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
-  ws.on('message', (raw: Buffer) => {
+  onMessage((raw: Buffer) => {
     const channel = raw[0];
     const data = raw.subarray(1);
     if (channel === 1) out.push(data);

@@ -201,9 +201,11 @@ export class SpdySession extends EventEmitter {
       this.idleTimer.unref();
     }
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.destroy());
+    // Frames still waiting for the header decompressor are handled before the session ends.
+    const ended = (): void => void this.inbound.then(() => this.destroy());
+    socket.on('end', ended);
+    socket.on('close', ended);
     socket.on('error', (err: Error) => this.destroy(`connection error: ${err.message}`));
-    socket.on('close', () => this.destroy());
   }
 
   get isClosed(): boolean {

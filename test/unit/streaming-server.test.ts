@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { request } from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -320,4 +320,29 @@ test('TLS: the server speaks HTTPS when given a certificate', async (t) => {
   } finally {
     await own.stop();
   }
+});
+
+test('a hundred sessions, finished or abandoned, leave no file descriptor or process behind', async () => {
+  const fds = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+  const one = async (i: number): Promise<void> => {
+    if (i % 4 === 3) {
+      // Abandoned mid-stream.
+      const before = backend.execPids.length;
+      const cmd = await startSpdyCommand(server.execUrl({ ...plain, stdin: true, cmd: ['cat'] }), { stdin: true });
+      await until(() => backend.execPids.length > before, 'the exec process');
+      cmd.session.destroy();
+      await cmd.done.catch(() => {});
+    } else if (i % 4 === 2) {
+      await wsCommand(server.execUrl({ ...plain, cmd: ['echo', String(i)] }), {});
+    } else {
+      const r = await spdyCommand(server.execUrl({ ...plain, stdin: true, tty: i % 2 === 1, stderr: i % 2 === 0, cmd: ['echo', String(i)] }), { stdin: Buffer.alloc(0), tty: i % 2 === 1 });
+      assert.match(r.stdout.toString(), new RegExp(`^${i}\\r?\\n$`));
+    }
+  };
+  for (let i = 0; i < 8; i++) await one(i); // warm up: lazy modules, first sockets
+  const baseline = await fds();
+  const firstPid = backend.execPids.length;
+  for (let i = 0; i < 100; i++) await one(i);
+  await until(async () => (await fds()) <= baseline, `fds back to ${baseline}`);
+  await until(() => backend.execPids.slice(firstPid).every((pid) => !alive(pid)), 'every exec process to be gone');
 });

@@ -15,6 +15,7 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
       'cgroup_driver = "systemd"',
       '[network]',
       'cni_conf_dir = "/nonexistent/cni"',
+      'cni_bin_dirs = ["/nonexistent/cni-bin"]',
       '[registry.hosts."docker.io"]',
       'mirrors = ["http://localhost:5000"]',
       'username = "alice"',
@@ -33,7 +34,7 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
   assert.ok(network, 'NetworkReady condition present');
   assert.equal(network.status, false);
   assert.equal(network.reason, 'NetworkPluginNotReady');
-  assert.match(network.message, /\/nonexistent\/cni/);
+  assert.match(network.message, /CNI plugin "bridge" not found in \/nonexistent\/cni-bin/);
   const runtime = st.status.conditions.find((c) => c.type === 'RuntimeReady');
   assert.equal(runtime?.status, true, `runc should be found: ${runtime?.message}`);
 
@@ -52,14 +53,14 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
 test('RPCs not built yet answer UNIMPLEMENTED naming themselves, and the daemon keeps serving', async (t) => {
   const d = await startDaemon();
   t.after(() => d.dispose());
-  await assert.rejects(d.client.call('runtime', 'RunPodSandbox', {}), (err: { code: number; details: string }) => {
+  await assert.rejects(d.client.call('runtime', 'CheckpointContainer', {}), (err: { code: number; details: string }) => {
     assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
-    assert.match(err.details, /RuntimeService\.RunPodSandbox/);
+    assert.match(err.details, /RuntimeService\.CheckpointContainer/);
     return true;
   });
-  await assert.rejects(d.client.stream('runtime', 'StreamContainers', {}), (err: { code: number; details: string }) => {
+  await assert.rejects(d.client.stream('runtime', 'StreamPodSandboxMetrics', {}), (err: { code: number; details: string }) => {
     assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
-    assert.match(err.details, /StreamContainers/);
+    assert.match(err.details, /StreamPodSandboxMetrics/);
     return true;
   });
   const v = await d.client.call<{ runtime_name: string }>('runtime', 'Version', {});

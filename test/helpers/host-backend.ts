@@ -1,49 +1,17 @@
-// A StreamingBackend over real host processes, for protocol tests of the streaming server before
-// containers exist: exec spawns the command on the host (under util-linux `script` for a tty, so
-// there is a real pty), attach joins long-running processes the test starts, and port-forward
-// dials 127.0.0.1 on the host. Real processes and sockets, no imitation of berth's own code.
+// A StreamingBackend over real host processes, for protocol tests of the streaming server without
+// containers: exec spawns the command on the host (on a real terminal from src/streaming/pty.ts
+// for a tty, as the runtime backend does for runc), attach joins long-running processes the test
+// starts, and port-forward dials 127.0.0.1 on the host.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, readlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { SessionIo, StreamingBackend, TerminalSize } from '../../src/streaming/backend.ts';
+import type { SessionIo, StreamingBackend } from '../../src/streaming/backend.ts';
+import { Pty } from '../../src/streaming/pty.ts';
 import { failedPrecondition, notFound } from '../../src/util/errors.ts';
-
-function shellQuote(argv: string[]): string {
-  return argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-}
-
-/** The pty slave of `script`'s child, once it has one. */
-async function ptyOf(scriptPid: number, deadline: number): Promise<string> {
-  while (Date.now() < deadline) {
-    const children = (await readFile(`/proc/${scriptPid}/task/${scriptPid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
-    for (const child of children) {
-      const target = await readlink(`/proc/${child}/fd/0`).catch(() => '');
-      if (target.startsWith('/dev/pts/')) return target;
-    }
-    await sleep(10);
-  }
-  throw new Error('the pty did not appear');
-}
-
-/** Applies window sizes to the pty with stty, which makes the kernel send SIGWINCH. */
-async function applyResizes(proc: ChildProcess, sizes: AsyncIterable<TerminalSize>): Promise<void> {
-  let pty: string | undefined;
-  for await (const size of sizes) {
-    if (proc.exitCode !== null || proc.pid === undefined) return;
-    pty ??= await ptyOf(proc.pid, Date.now() + 5000);
-    await new Promise<void>((resolve) => {
-      const stty = spawn('stty', ['-F', pty as string, 'rows', String(size.height), 'cols', String(size.width)], { stdio: 'ignore' });
-      stty.once('close', () => resolve());
-      stty.once('error', () => resolve());
-    });
-  }
-}
 
 function spawnWithPty(argv: string[], tty: boolean): ChildProcess {
   if (!tty) return spawn(argv[0] as string, argv.slice(1), { stdio: 'pipe' });
-  return spawn('script', ['-qefc', shellQuote(argv), '/dev/null'], { stdio: 'pipe' });
+  return spawn('script', ['-qefc', argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' '), '/dev/null'], { stdio: 'pipe' });
 }
 
 function pipeOut(from: Readable | null, to: Writable | undefined): Promise<void> {
@@ -91,26 +59,37 @@ export class HostBackend implements StreamingBackend {
   }
 
   async exec(_containerId: string, cmd: string[], io: SessionIo, signal: AbortSignal): Promise<{ exitCode: number }> {
-    const proc = spawnWithPty(cmd, io.tty);
+    const pty = io.tty ? await Pty.open(signal) : undefined;
+    const fd = pty?.slave.fd;
+    const proc = spawn(cmd[0] as string, cmd.slice(1), { stdio: fd !== undefined ? [fd, fd, fd] : 'pipe' });
+    const exited = new Promise<number>((resolve, reject) => {
+      proc.once('error', reject);
+      proc.once('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
+    });
     if (proc.pid !== undefined) this.execPids.push(proc.pid);
+    await pty?.slave.close();
     const kill = (): void => {
       proc.kill('SIGKILL');
     };
     signal.addEventListener('abort', kill, { once: true });
-    proc.stdin?.on('error', () => {});
-    if (io.stdin && proc.stdin) io.stdin.pipe(proc.stdin);
-    else proc.stdin?.end();
-    const resizing = io.resize ? applyResizes(proc, io.resize).catch(() => {}) : Promise.resolve();
+    const input = pty ? pty.input : proc.stdin;
+    input?.on('error', () => {});
+    if (io.stdin && input) io.stdin.pipe(input);
+    else if (!pty) input?.end();
+    const resizing = (async (): Promise<void> => {
+      if (!pty || !io.resize) return;
+      for await (const size of io.resize) await pty.resize(size, proc);
+    })();
     try {
-      const exited = new Promise<number>((resolve, reject) => {
-        proc.once('error', reject);
-        proc.once('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
-      });
-      const [code] = await Promise.all([exited, pipeOut(proc.stdout, io.stdout), pipeOut(proc.stderr, io.stderr)]);
+      const output = pty ? pipeOut(pty.output, io.stdout) : Promise.all([pipeOut(proc.stdout, io.stdout), pipeOut(proc.stderr, io.stderr)]);
+      const code = await exited;
+      await pty?.close();
+      await output;
       return { exitCode: code };
     } finally {
       signal.removeEventListener('abort', kill);
       io.stdin?.unpipe();
+      await pty?.close();
       void resizing;
     }
   }
@@ -122,7 +101,6 @@ export class HostBackend implements StreamingBackend {
     if (io.stdin && proc.stdin) io.stdin.pipe(proc.stdin, { end: false });
     if (io.stdout) proc.stdout?.pipe(io.stdout, { end: false });
     if (io.stderr) proc.stderr?.pipe(io.stderr, { end: false });
-    const resizing = io.resize ? applyResizes(proc, io.resize).catch(() => {}) : Promise.resolve();
     await new Promise<void>((resolve) => {
       const done = (): void => {
         proc.off('exit', done);
@@ -136,7 +114,6 @@ export class HostBackend implements StreamingBackend {
     io.stdin?.unpipe(proc.stdin ?? undefined);
     if (io.stdout) proc.stdout?.unpipe(io.stdout);
     if (io.stderr) proc.stderr?.unpipe(io.stderr);
-    void resizing;
   }
 
   async portForward(_podSandboxId: string, port: number, conn: Duplex, signal: AbortSignal): Promise<void> {

@@ -76,10 +76,14 @@ test('a client that leaves mid-exec leaves no process in the container', { skip 
   await until(() => cmd.stdoutSoFar().includes('started'), 'the exec to start');
   cmd.session.destroy();
   await cmd.done.catch(() => {});
+  let listing = '';
   await until(async () => {
     const ps = await call<{ stdout: Buffer; exit_code: number }>('ExecSync', { container_id: ctrId, cmd: ['ps'], timeout: 10 });
-    return !ps.stdout.toString().includes('sleep 4242');
-  }, 'the abandoned exec process to be gone');
+    listing = ps.stdout.toString();
+    return !listing.includes('sleep 4242');
+  }, 'the abandoned exec process to be gone').catch((err: Error) => {
+    throw new Error(`${err.message}; ps shows:\n${listing}`);
+  });
 });
 
 test('attach joins the container stdio; detaching leaves it running', { skip }, async () => {

@@ -103,7 +103,7 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
 
     const services = await startServices(config, log);
     await chmod(config.socket, 0o660);
-    log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', version: BERTH_VERSION }, 'berthd serving CRI');
+    log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', streaming: services.streamingUrl, version: BERTH_VERSION }, 'berthd serving CRI');
 
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals): void => {

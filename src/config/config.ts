@@ -2,6 +2,7 @@
 // Every key is documented in docs/config.md; unknown keys are refused so a typo never silently
 // falls back to a default.
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
@@ -40,6 +41,17 @@ export interface BerthConfig {
     defaultBridge: string;
     /** Deadline for one CNI plugin run. */
     pluginTimeoutSeconds: number;
+  };
+  /** The HTTP server behind Exec/Attach/PortForward URLs. */
+  streaming: {
+    address: string;
+    /** 0 = a free port picked at start. */
+    port: number;
+    /** PEM files; both set = HTTPS. */
+    tlsCert?: string;
+    tlsKey?: string;
+    /** Seconds without traffic before a session is closed; 0 = never. */
+    idleTimeout: number;
   };
 }
 
@@ -111,6 +123,7 @@ export function defaultConfig(): BerthConfig {
       defaultBridge: 'berth0',
       pluginTimeoutSeconds: 60,
     },
+    streaming: { address: '127.0.0.1', port: 0, idleTimeout: 4 * 3600 },
   };
 }
 
@@ -285,6 +298,20 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     }
     cfg.network.pluginTimeoutSeconds = network.int('plugin_timeout', 1, 600) ?? cfg.network.pluginTimeoutSeconds;
     network.done();
+  }
+
+  const streaming = top.subtable('streaming');
+  if (streaming) {
+    cfg.streaming.address = streaming.string('address') ?? cfg.streaming.address;
+    if (isIP(cfg.streaming.address) === 0) throw new ConfigError(`streaming.address must be an IP address (got ${JSON.stringify(cfg.streaming.address)})`);
+    cfg.streaming.port = streaming.int('port', 0, 65535) ?? cfg.streaming.port;
+    cfg.streaming.tlsCert = streaming.string('tls_cert') ?? cfg.streaming.tlsCert;
+    cfg.streaming.tlsKey = streaming.string('tls_key') ?? cfg.streaming.tlsKey;
+    cfg.streaming.idleTimeout = streaming.int('idle_timeout', 0, 7 * 24 * 3600) ?? cfg.streaming.idleTimeout;
+    streaming.done();
+    if ((cfg.streaming.tlsCert === undefined) !== (cfg.streaming.tlsKey === undefined)) {
+      throw new ConfigError('streaming.tls_cert and streaming.tls_key go together');
+    }
   }
   top.done();
   return cfg;

@@ -14,7 +14,7 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 // their own arenas' memory resident long after it), and V8 sizes its young generation and its
 // thread pool at start. When they are not in place, berthd replaces itself with a node that has
 // them (execve: same pid, same stdio, nothing left behind). BERTHD_NODE_FLAGS overrides the flags.
-const TUNED_FLAGS = (process.env.BERTHD_NODE_FLAGS ?? '--max-semi-space-size=1 --v8-pool-size=1').split(' ').filter(Boolean);
+const TUNED_FLAGS = (process.env.BERTHD_NODE_FLAGS ?? '--max-semi-space-size=1 --v8-pool-size=1 --expose-gc').split(' ').filter(Boolean);
 if (process.env.BERTHD_TUNED !== '1' && typeof process.execve === 'function') {
   const { fileURLToPath } = await import('node:url');
   const script = fileURLToPath(import.meta.url);

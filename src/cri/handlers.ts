@@ -27,6 +27,10 @@ import { execSync } from './exec-sync.ts';
 import { reopenContainerLog } from './reopen-container-log.ts';
 import { updateContainerResources } from './update-container-resources.ts';
 import { getContainerEvents } from './get-container-events.ts';
+import { containerStats } from './container-stats.ts';
+import { listContainerStats } from './list-container-stats.ts';
+import { podSandboxStats } from './pod-sandbox-stats.ts';
+import { listPodSandboxStats } from './list-pod-sandbox-stats.ts';
 
 export type AnyHandler =
   | { kind: 'unary'; fn: UnaryRpc<unknown, unknown> }
@@ -59,6 +63,10 @@ export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, 
     ReopenContainerLog: unary(reopenContainerLog),
     UpdateContainerResources: unary(updateContainerResources),
     GetContainerEvents: stream(getContainerEvents),
+    ContainerStats: unary(containerStats),
+    ListContainerStats: unary(listContainerStats),
+    PodSandboxStats: unary(podSandboxStats),
+    ListPodSandboxStats: unary(listPodSandboxStats),
   },
   ImageService: {
     ListImages: unary(listImages),

@@ -3,7 +3,7 @@
 // replace Cmd, env merged by key, working dir and USER from the image unless the CRI says otherwise.
 import { isAbsolute } from 'node:path';
 import type { ContainerConfig__Output } from '../cri/gen/runtime/v1/ContainerConfig.ts';
-import type { LinuxContainerResources__Output } from '../cri/gen/runtime/v1/LinuxContainerResources.ts';
+import type { SecurityProfile__Output } from '../cri/gen/runtime/v1/SecurityProfile.ts';
 import type { NamespaceMode__Output } from '../cri/gen/runtime/v1/NamespaceMode.ts';
 import type { ImageConfig } from '../image/manifest.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
@@ -11,7 +11,12 @@ import { invalidArgument } from '../util/errors.ts';
 import { capabilities } from './capabilities.ts';
 import { criMounts, defaultMounts } from './mounts.ts';
 import { protectedPaths } from './paths.ts';
-import type { OciLinuxResources, OciMount, OciNamespace, OciSpec } from './types.ts';
+import { resolveUser } from './user.ts';
+import { seccompFor } from './seccomp.ts';
+import { apparmorFor } from './apparmor.ts';
+import { DEFAULT_DEVICES, DEFAULT_DEVICE_RULES, PRIVILEGED_DEVICE_RULES, deviceFor, privilegedDevices } from './devices.ts';
+import { clampOomScoreAdj, linuxResources } from './resources.ts';
+import type { OciDeviceCgroup, OciMount, OciNamespace, OciSpec } from './types.ts';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -27,6 +32,9 @@ export interface SpecInput {
   targetPid?: number;
   /** Lowest oom_score_adj the host lets berth set (this VM refuses negative values). */
   oomScoreAdjFloor: number;
+  cgroupVersion: 1 | 2;
+  /** Where Localhost seccomp profiles are looked up when given by bare name. */
+  seccompDir?: string;
 }
 
 export interface BuiltSpec {
@@ -79,37 +87,16 @@ function namespaces(sandbox: SandboxRecord, pidMode: NamespaceMode__Output, targ
   return ns;
 }
 
-/** The CRI's Linux resources as the runtime spec's. */
-export function ociResources(r: LinuxContainerResources__Output | null): OciLinuxResources {
-  const out: OciLinuxResources = {};
-  if (!r) return out;
-  const cpu: NonNullable<OciLinuxResources['cpu']> = {};
-  if (r.cpu_shares > 0) cpu.shares = r.cpu_shares;
-  if (r.cpu_quota > 0) cpu.quota = r.cpu_quota;
-  if (r.cpu_period > 0) cpu.period = r.cpu_period;
-  if (r.cpuset_cpus) cpu.cpus = r.cpuset_cpus;
-  if (r.cpuset_mems) cpu.mems = r.cpuset_mems;
-  if (Object.keys(cpu).length > 0) out.cpu = cpu;
-  if (r.memory_limit_in_bytes < 0) throw invalidArgument(`memory_limit_in_bytes ${r.memory_limit_in_bytes} is negative`);
-  if (r.memory_limit_in_bytes > 0) {
-    out.memory = { limit: r.memory_limit_in_bytes };
-    if (r.memory_swap_limit_in_bytes > 0) out.memory.swap = r.memory_swap_limit_in_bytes;
-  }
-  if (r.hugepage_limits.length > 0) out.hugepageLimits = r.hugepage_limits.map((h) => ({ pageSize: h.page_size, limit: h.limit }));
-  if (Object.keys(r.unified).length > 0) out.unified = { ...r.unified };
-  return out;
-}
-
-/** uid[:gid] from the image's USER, numeric only until names are resolved against /etc/passwd. */
-function user(config: ContainerConfig__Output, image: ImageConfig): { uid: number; gid: number; additionalGids?: number[] } {
-  const sc = config.linux?.security_context;
-  const [u = '', g = ''] = (image.config?.User ?? '').split(':');
-  let uid = /^\d+$/.test(u) ? Number(u) : 0;
-  let gid = /^\d+$/.test(g) ? Number(g) : 0;
-  if (sc?.run_as_user) uid = sc.run_as_user.value;
-  if (sc?.run_as_group) gid = sc.run_as_group.value;
-  const extra = sc?.supplemental_groups ?? [];
-  return extra.length > 0 ? { uid, gid, additionalGids: extra } : { uid, gid };
+/**
+ * The deprecated seccomp_profile_path as a profile, for clients that still send it (and no
+ * `seccomp`): "" and "unconfined" are Unconfined (the field's documented default, which containerd
+ * keeps), "runtime/default" and "docker/default" RuntimeDefault, "localhost/<path>" a profile file.
+ */
+export function seccompFromPath(path: string): SecurityProfile__Output {
+  if (path === '' || path === 'unconfined') return { profile_type: 'Unconfined', localhost_ref: '' };
+  if (path === 'runtime/default' || path === 'docker/default') return { profile_type: 'RuntimeDefault', localhost_ref: '' };
+  if (path.startsWith('localhost/')) return { profile_type: 'Localhost', localhost_ref: path.slice('localhost/'.length) };
+  throw invalidArgument(`seccomp_profile_path ${JSON.stringify(path)} must be "unconfined", "runtime/default" or "localhost/<absolute path>"`);
 }
 
 export async function buildSpec(input: SpecInput): Promise<BuiltSpec> {
@@ -148,30 +135,49 @@ export async function buildSpec(input: SpecInput): Promise<BuiltSpec> {
     addAmbient: sc?.capabilities?.add_ambient_capabilities,
     privileged,
   });
-  const resources = ociResources(config.linux?.resources ?? null);
-  const requestedAdj = config.linux?.resources?.oom_score_adj ?? 0;
+  const resources = linuxResources(config.linux?.resources, { cgroupVersion: input.cgroupVersion });
+  const oomScoreAdj = clampOomScoreAdj(config.linux?.resources?.oom_score_adj ?? 0, input.oomScoreAdjFloor);
   const sysctls = sandbox.config.linux?.sysctls ?? {};
+  const who = await resolveUser(input.rootfs, {
+    imageUser: image.config?.User ?? '',
+    ...(sc?.run_as_user ? { runAsUser: sc.run_as_user.value } : {}),
+    ...(sc?.run_as_username ? { runAsUsername: sc.run_as_username } : {}),
+    ...(sc?.run_as_group ? { runAsGroup: sc.run_as_group.value } : {}),
+    supplementalGroups: sc?.supplemental_groups ?? [],
+  });
+  const env = processEnv(config, image);
+  if (!env.some((kv) => kv.startsWith('HOME='))) env.push(`HOME=${who.home}`);
+  const seccomp = await seccompFor(sc?.seccomp ?? seccompFromPath(sc?.seccomp_profile_path ?? ''), { privileged, capabilities: caps.bounding, ...(input.seccompDir ? { localhostDir: input.seccompDir } : {}) });
+  const apparmorProfile = await apparmorFor(sc?.apparmor, { privileged });
+  const extra = await Promise.all(config.devices.map((d) => deviceFor(d)));
+  const devices = privileged ? await privilegedDevices() : [...DEFAULT_DEVICES, ...extra.map((e) => e.device)];
+  const deviceRules: OciDeviceCgroup[] = privileged ? [...PRIVILEGED_DEVICE_RULES] : [{ allow: false, access: 'rwm' }, ...DEFAULT_DEVICE_RULES, ...extra.map((e) => e.rule)];
 
   const spec: OciSpec = {
     ociVersion: '1.0.2',
     process: {
       terminal: config.tty,
-      user: user(config, image),
+      user: { uid: who.uid, gid: who.gid, additionalGids: who.additionalGids },
       args: processArgs(config, image),
-      env: processEnv(config, image),
+      env,
       cwd,
       capabilities: caps,
       noNewPrivileges: sc?.no_new_privs ?? false,
-      oomScoreAdj: Math.max(requestedAdj, input.oomScoreAdjFloor),
+      oomScoreAdj,
+      ...(apparmorProfile ? { apparmorProfile } : {}),
     },
     root: { path: input.rootfs, readonly: sc?.readonly_rootfs ?? false },
     ...(sandbox.hostNetwork ? {} : { hostname: sandbox.config.hostname || undefined }),
     mounts,
     annotations: { ...config.annotations },
     linux: {
-      namespaces: namespaces(sandbox, sc?.namespace_options?.pid ?? 'CONTAINER', input.targetPid),
+      // Absent namespace options mean POD for every namespace (the proto's zero value), as containerd reads them.
+      // A host-PID pod puts every container in the host's PID namespace, whatever the container says.
+      namespaces: namespaces(sandbox, sandbox.hostPid ? 'NODE' : (sc?.namespace_options?.pid ?? 'POD'), input.targetPid),
       cgroupsPath: input.cgroupsPath,
-      resources: { devices: [{ allow: false, access: 'rwm' }], ...resources },
+      devices,
+      resources: { ...resources, devices: deviceRules },
+      ...(seccomp ? { seccomp } : {}),
       ...(Object.keys(sysctls).length > 0 ? { sysctl: { ...sysctls } } : {}),
       maskedPaths: paths.maskedPaths,
       readonlyPaths: paths.readonlyPaths,

@@ -17,7 +17,7 @@ const grpcCode = (code: number, re: RegExp) => (err: { code: number; details: st
 describe('pods and containers', { skip: rootSkip }, () => {
   let env: PodEnv;
   before(async () => {
-    env = await startPodEnv();
+    env = await startPodEnv({ images: { withvol: { config: { Volumes: { '/var/www': {} } }, layers: [{ files: [{ path: 'var/www', type: 'dir', uid: 33, gid: 33, mode: 0o750 }, { path: 'var/www/index.html', content: 'seed\n', uid: 33, gid: 33 }] }] } } });
   });
   after(async () => {
     await env?.dispose();
@@ -58,6 +58,18 @@ describe('pods and containers', { skip: rootSkip }, () => {
     await c.call('runtime', 'StopPodSandbox', { pod_sandbox_id: podId });
     await c.call('runtime', 'StopPodSandbox', { pod_sandbox_id: podId });
     await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+    await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
+  test('ExecSync past its timeout fails with DEADLINE_EXCEEDED and leaves no process behind', async () => {
+    const c = env.daemon.client;
+    const { podId, ctrId } = await runPodWith(env, ['tail', '-f', '/dev/null'], { hostNetwork: true });
+    await assert.rejects(
+      c.call('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sleep', '4321'], timeout: 1 }),
+      grpcCode(GrpcStatus.DEADLINE_EXCEEDED, /timed out after 1 s/),
+    );
+    const left = await c.call<{ stdout: Buffer }>('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sh', '-c', 'pgrep sleep || true'], timeout: 10 });
+    assert.equal(left.stdout.toString(), '');
     await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
   });
 
@@ -108,5 +120,94 @@ describe('pods and containers', { skip: rootSkip }, () => {
       grpcCode(GrpcStatus.NOT_FOUND, /not present/),
     );
     await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
+  test('stats: cgroup CPU and memory, writable layer, pod network', async () => {
+    const c = env.daemon.client;
+    const { podId, ctrId } = await runPodWith(env, ['sh', '-c', 'head -c 300000 /dev/zero > /tmp/fill; while true; do sleep 0.1; done']);
+    type U = { value: number } | null;
+    const { stats } = await waitFor('writable layer usage', async () => {
+      const r = await c.call<{ stats: { cpu: { usage_core_nano_seconds: U }; memory: { working_set_bytes: U }; writable_layer: { used_bytes: U } } }>('runtime', 'ContainerStats', { container_id: ctrId });
+      return (r.stats.writable_layer.used_bytes?.value ?? 0) >= 300000 ? r : undefined;
+    });
+    assert.ok((stats.cpu.usage_core_nano_seconds?.value ?? 0) > 0);
+    assert.ok((stats.memory.working_set_bytes?.value ?? 0) > 0);
+    const pod = await c.call<{ stats: { linux: { process: { process_count: U }; network: { interfaces: Array<{ name: string }> }; containers: unknown[] } } }>('runtime', 'PodSandboxStats', { pod_sandbox_id: podId });
+    assert.ok((pod.stats.linux.process.process_count?.value ?? 0) >= 1);
+    assert.ok(pod.stats.linux.network.interfaces.some((i) => i.name === 'eth0'));
+    assert.equal(pod.stats.linux.containers.length, 1);
+    const list = await c.call<{ stats: Array<{ attributes: { id: string } }> }>('runtime', 'ListContainerStats', { filter: { pod_sandbox_id: podId } });
+    assert.deepEqual(list.stats.map((s) => s.attributes.id), [ctrId]);
+    await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
+  test('list filters and CLI-owned objects stay out of unfiltered lists', async () => {
+    const c = env.daemon.client;
+    const a = await runPodWith(env, ['sleep', '100'], { hostNetwork: true, pod: { labels: { app: 'a' } } });
+    const b = await runPodWith(env, ['true'], { hostNetwork: true, pod: { labels: { app: 'b' } } });
+    await waitExited(env.daemon, b.ctrId);
+    const byLabel = await c.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', { filter: { label_selector: { app: 'a' } } });
+    assert.deepEqual(byLabel.items.map((p) => p.id), [a.podId]);
+    const byPrefix = await c.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', { filter: { id: b.podId.slice(0, 12) } });
+    assert.deepEqual(byPrefix.items.map((p) => p.id), [b.podId]);
+    const running = await c.call<{ containers: Array<{ id: string }> }>('runtime', 'ListContainers', { filter: { state: { state: 'CONTAINER_RUNNING' } } });
+    assert.ok(running.containers.some((x) => x.id === a.ctrId));
+    assert.ok(!running.containers.some((x) => x.id === b.ctrId));
+    const streamed = await c.stream<{ pod_sandboxes: Array<{ id: string }> }>('runtime', 'StreamPodSandboxes', { filter: { label_selector: { app: 'b' } } });
+    assert.deepEqual(streamed.flatMap((m) => m.pod_sandboxes.map((p) => p.id)), [b.podId]);
+    const streamedCtrs = await c.stream<{ containers: Array<{ id: string }> }>('runtime', 'StreamContainers', { filter: { pod_sandbox_id: a.podId } });
+    assert.deepEqual(streamedCtrs.flatMap((m) => m.containers.map((x) => x.id)), [a.ctrId]);
+    const cli = await c.call<{ items: unknown[] }>('runtime', 'ListPodSandbox', { filter: { label_selector: { 'io.berth.owner': 'cli' } } });
+    assert.equal(cli.items.length, 0);
+    const status = await c.call<{ status: { id: string } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: a.podId.slice(0, 10) });
+    assert.equal(status.status.id, a.podId);
+    for (const p of [a, b]) await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.podId });
+  });
+
+  test('handler crun is chosen and its failure is reported with its own message', async (t) => {
+    const c = env.daemon.client;
+    const pod = podConfig(env, {}, { hostNetwork: true });
+    const { pod_sandbox_id: podId } = await c.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: pod, runtime_handler: 'crun' });
+    t.after(() => c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId }));
+    const { status } = await c.call<{ status: { runtime_handler: string } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: podId });
+    assert.equal(status.runtime_handler, 'crun');
+    try {
+      const { container_id: id } = await c.call<{ container_id: string }>('runtime', 'CreateContainer', { pod_sandbox_id: podId, config: containerConfig('x', ['true']), sandbox_config: pod });
+      // A host where crun works: the container must really run on it.
+      const info = await containerStatus(env.daemon, id, true);
+      assert.equal(JSON.parse(info.info.info ?? '{}').runtimeHandler, 'crun');
+    } catch (err) {
+      const e = err as { code: number; details: string };
+      assert.equal(e.code, GrpcStatus.FAILED_PRECONDITION, e.details);
+      assert.match(e.details, /^crun create [0-9a-f]{64} \(under conmon\) failed: /);
+    }
+  });
+
+  test('image VOLUMEs are seeded from the image, owner and mode kept', async () => {
+    const c = env.daemon.client;
+    const { podId, ctrId } = await runPodWith(env, ['sh', '-c', 'while true; do sleep 0.1; done'], {
+      hostNetwork: true,
+      container: { image: { image: 'docker.io/library/withvol:latest' } },
+    });
+    const ex = await c.call<{ stdout: Buffer; exit_code: number }>('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sh', '-c', 'stat -c "%u %a" /var/www; cat /var/www/index.html; echo new > /var/www/x; mount | grep -c " /var/www "'], timeout: 10 });
+    assert.equal(ex.stdout.toString(), '33 750\nseed\n1\n');
+    await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
+  test('GetContainerEvents streams created, started, stopped and deleted, and ends when the client leaves', async () => {
+    const call = (env.daemon.client.runtime as unknown as { GetContainerEvents: (req: object) => NodeJS.ReadableStream & { cancel(): void } }).GetContainerEvents({});
+    const seen: Array<{ container_id: string; container_event_type: string }> = [];
+    call.on('data', (ev: { container_id: string; container_event_type: string }) => seen.push(ev));
+    call.on('error', () => undefined);
+    await new Promise((r) => setTimeout(r, 100)); // let the subscription register (no event can be missed after this)
+    const { podId, ctrId } = await runPodWith(env, ['true'], { hostNetwork: true });
+    await waitExited(env.daemon, ctrId);
+    await env.daemon.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+    const kinds = await waitFor('four events', async () => {
+      const k = seen.filter((e) => e.container_id === ctrId).map((e) => e.container_event_type);
+      return k.length >= 4 ? k : undefined;
+    });
+    assert.deepEqual(kinds, ['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT', 'CONTAINER_STOPPED_EVENT', 'CONTAINER_DELETED_EVENT']);
+    call.cancel();
   });
 });

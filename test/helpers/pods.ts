@@ -65,6 +65,8 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
     restart: async () => {
       daemon.client.close();
       await daemon.stop();
+      // A restarted daemon's own temp dir holds only its socket and config; the first one's holds root and state.
+      if (dirname(daemon.configPath) !== firstBase) await rm(dirname(daemon.configPath), { recursive: true, force: true });
       daemon = await startDaemon({ config, root: daemon.root, state: daemon.state });
       return daemon;
     },
@@ -176,6 +178,8 @@ export async function waitExited(d: TestDaemon, id: string, ms = 20_000): Promis
 export interface Census {
   mounts: string[];
   conmons: number[];
+  /** PID-namespace holders (catatonit -P) alive that no pod of this daemon owns. */
+  holders: number[];
   cgroups: string[];
   netns: string[];
 }
@@ -184,12 +188,20 @@ export async function census(d: TestDaemon): Promise<Census> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
   const mounts = info.split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(d.root) || p.startsWith(d.state));
   const conmons: number[] = [];
+  const holders: number[] = [];
+  const { items } = await d.client.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', {});
+  const podHolders = new Set<number>();
+  for (const p of items) {
+    const { info } = await d.client.call<{ info: Record<string, string> }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
+    podHolders.add((JSON.parse(info.info ?? '{}') as { pid: number }).pid);
+  }
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.startsWith('conmon') || cmd.includes('/conmon\0')) {
-      if (cmd.includes(d.state)) conmons.push(Number(pid));
-    }
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    if (/\) Z /.test(stat)) continue; // a zombie waiting for init to reap it holds nothing
+    if ((cmd.startsWith('conmon') || cmd.includes('/conmon\0')) && cmd.includes(d.state)) conmons.push(Number(pid));
+    if (cmd.startsWith('catatonit\0-P') && !podHolders.has(Number(pid))) holders.push(Number(pid));
   }
   const cgroups: string[] = [];
   for (const ctl of ['memory', 'pids', 'cpu']) {
@@ -199,5 +211,5 @@ export async function census(d: TestDaemon): Promise<Census> {
     for (const e of entries) if (/^[a-f0-9]{64}$/.test(e) && !known.has(e)) cgroups.push(`${dir}/${e}`);
   }
   const netns = mounts.filter((m) => m.endsWith('/net'));
-  return { mounts, conmons, cgroups, netns };
+  return { mounts, conmons, holders, cgroups, netns };
 }

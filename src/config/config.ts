@@ -2,6 +2,7 @@
 // Every key is documented in docs/config.md; unknown keys are refused so a typo never silently
 // falls back to a default.
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
@@ -26,6 +27,10 @@ export interface BerthConfig {
     defaultHandler: string;
     /** Handler name → OCI runtime binary. */
     handlers: Record<string, { path: string }>;
+    /** The per-container monitor. */
+    conmonPath: string;
+    /** Pause process that holds a pod's shared PID namespace (run as `<infra> -P`). */
+    infraPath: string;
   };
   network: {
     cniConfDir: string;
@@ -36,6 +41,17 @@ export interface BerthConfig {
     defaultBridge: string;
     /** Deadline for one CNI plugin run. */
     pluginTimeoutSeconds: number;
+  };
+  /** The HTTP server behind Exec/Attach/PortForward URLs. */
+  streaming: {
+    address: string;
+    /** 0 = a free port picked at start. */
+    port: number;
+    /** PEM files; both set = HTTPS. */
+    tlsCert?: string;
+    tlsKey?: string;
+    /** Seconds without traffic before a session is closed; 0 = never. */
+    idleTimeout: number;
   };
 }
 
@@ -94,7 +110,12 @@ export function defaultConfig(): BerthConfig {
     cgroupDriver: 'cgroupfs',
     image: { platform: formatPlatform(hostPlatform()), maxConcurrentDownloads: 4, pullAttempts: 4 },
     registry: { plainHttpHosts: [...DEFAULT_PLAIN_HTTP_HOSTS], hosts: {} },
-    runtime: { defaultHandler: 'runc', handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } } },
+    runtime: {
+      defaultHandler: 'runc',
+      handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } },
+      conmonPath: 'conmon',
+      infraPath: 'catatonit',
+    },
     network: {
       cniConfDir: '/etc/cni/net.d',
       cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'],
@@ -102,6 +123,7 @@ export function defaultConfig(): BerthConfig {
       defaultBridge: 'berth0',
       pluginTimeoutSeconds: 60,
     },
+    streaming: { address: '127.0.0.1', port: 0, idleTimeout: 4 * 3600 },
   };
 }
 
@@ -244,6 +266,8 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
   const runtime = top.subtable('runtime');
   if (runtime) {
     cfg.runtime.defaultHandler = runtime.string('default_handler') ?? cfg.runtime.defaultHandler;
+    cfg.runtime.conmonPath = runtime.string('conmon_path') ?? cfg.runtime.conmonPath;
+    cfg.runtime.infraPath = runtime.string('infra_path') ?? cfg.runtime.infraPath;
     const handlers = runtime.subtable('handlers');
     for (const [name, r] of handlers?.entries() ?? []) {
       const path = r.string('path');
@@ -274,6 +298,20 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     }
     cfg.network.pluginTimeoutSeconds = network.int('plugin_timeout', 1, 600) ?? cfg.network.pluginTimeoutSeconds;
     network.done();
+  }
+
+  const streaming = top.subtable('streaming');
+  if (streaming) {
+    cfg.streaming.address = streaming.string('address') ?? cfg.streaming.address;
+    if (isIP(cfg.streaming.address) === 0) throw new ConfigError(`streaming.address must be an IP address (got ${JSON.stringify(cfg.streaming.address)})`);
+    cfg.streaming.port = streaming.int('port', 0, 65535) ?? cfg.streaming.port;
+    cfg.streaming.tlsCert = streaming.string('tls_cert') ?? cfg.streaming.tlsCert;
+    cfg.streaming.tlsKey = streaming.string('tls_key') ?? cfg.streaming.tlsKey;
+    cfg.streaming.idleTimeout = streaming.int('idle_timeout', 0, 7 * 24 * 3600) ?? cfg.streaming.idleTimeout;
+    streaming.done();
+    if ((cfg.streaming.tlsCert === undefined) !== (cfg.streaming.tlsKey === undefined)) {
+      throw new ConfigError('streaming.tls_cert and streaming.tls_key go together');
+    }
   }
   top.done();
   return cfg;

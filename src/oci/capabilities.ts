@@ -1,7 +1,7 @@
 // Linux capabilities for a container's process: the default set runtimes give, the CRI's add/drop
-// (with "ALL"), ambient capabilities, and everything the host kernel knows for privileged containers.
+// (with "ALL"), ambient capabilities, and for privileged containers everything the host lets berthd give.
 import { readFileSync } from 'node:fs';
-import { invalidArgument } from '../util/errors.ts';
+import { failedPrecondition, invalidArgument } from '../util/errors.ts';
 import type { OciCapabilities } from './types.ts';
 
 /** Every capability by its number (capability.h): index = number. */
@@ -24,17 +24,24 @@ export const DEFAULT_CAPABILITIES: readonly string[] = [
 
 let hostCaps: readonly string[] | undefined;
 
-/** Capabilities this kernel knows (0..cap_last_cap), read once: a procfs read cannot block. */
+/**
+ * Capabilities a container can be given here: those this kernel knows (0..cap_last_cap) that are
+ * also in berthd's own bounding set, since runc cannot raise a capability its parent lacks (this VM
+ * withholds CAP_SYS_RESOURCE, for one). Read once: procfs reads cannot block.
+ */
 function hostCapabilities(): readonly string[] {
   if (!hostCaps) {
     let last = ALL_KNOWN.length - 1;
+    let bounding = (1n << BigInt(ALL_KNOWN.length)) - 1n;
     try {
       const n = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
       if (Number.isInteger(n) && n >= 0) last = Math.min(n, ALL_KNOWN.length - 1);
+      const bnd = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+      if (bnd) bounding = BigInt(`0x${bnd}`);
     } catch {
-      // No procfs (unusual): assume the kernel knows every capability berth does.
+      // No procfs (unusual): assume every capability berth knows is available.
     }
-    hostCaps = ALL_KNOWN.slice(0, last + 1);
+    hostCaps = ALL_KNOWN.slice(0, last + 1).filter((_, i) => (bounding >> BigInt(i)) & 1n);
   }
   return hostCaps;
 }
@@ -56,7 +63,8 @@ function normalise(name: string, field: string): string {
  * and drop [ALL] + add [NET_ADMIN] is NET_ADMIN alone (the order containerd uses). Inheritable stays
  * empty so file capabilities cannot lift an exec'd program above the set (CVE-2022-24769). Ambient
  * capabilities are also put in every other set, since the kernel only raises an ambient capability
- * that is permitted and inheritable.
+ * that is permitted and inheritable. "Every capability" is every one berthd holds itself; naming one
+ * it does not hold is refused (failed-precondition).
  */
 export function capabilities(req: {
   add?: readonly string[];
@@ -73,13 +81,20 @@ export function capabilities(req: {
   if (req.privileged) {
     set = new Set(hostCapabilities());
   } else {
-    set = new Set(DEFAULT_CAPABILITIES);
+    set = new Set(DEFAULT_CAPABILITIES.filter((c) => hostCapabilities().includes(c)));
     if (add.includes('ALL')) set = new Set(hostCapabilities());
     if (drop.includes('ALL')) set.clear();
     for (const c of drop) if (c !== 'ALL') set.delete(c);
     for (const c of add) if (c !== 'ALL') set.add(c);
   }
   for (const c of ambient) set.add(c);
+  // Asked for by name but not ours to give: runc would fail with a bare EPERM, so say which.
+  const unavailable = [...set].filter((c) => !hostCapabilities().includes(c));
+  if (unavailable.length > 0) {
+    throw failedPrecondition(
+      `${unavailable.join(', ')} cannot be given to a container on this node: berthd itself does not hold ${unavailable.length > 1 ? 'them' : 'it'} (see CapBnd in /proc/<berthd pid>/status)`,
+    );
+  }
 
   const list = [...set];
   const caps: OciCapabilities = { bounding: list, effective: [...list], permitted: [...list] };

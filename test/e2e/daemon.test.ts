@@ -54,14 +54,14 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
 test('RPCs not built yet answer UNIMPLEMENTED naming themselves, and the daemon keeps serving', async (t) => {
   const d = await startDaemon();
   t.after(() => d.dispose());
-  await assert.rejects(d.client.call('runtime', 'RunPodSandbox', {}), (err: { code: number; details: string }) => {
+  await assert.rejects(d.client.call('runtime', 'CheckpointContainer', {}), (err: { code: number; details: string }) => {
     assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
-    assert.match(err.details, /RuntimeService\.RunPodSandbox/);
+    assert.match(err.details, /RuntimeService\.CheckpointContainer/);
     return true;
   });
-  await assert.rejects(d.client.stream('runtime', 'StreamContainers', {}), (err: { code: number; details: string }) => {
+  await assert.rejects(d.client.stream('runtime', 'StreamPodSandboxMetrics', {}), (err: { code: number; details: string }) => {
     assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
-    assert.match(err.details, /StreamContainers/);
+    assert.match(err.details, /StreamPodSandboxMetrics/);
     return true;
   });
   const v = await d.client.call<{ runtime_name: string }>('runtime', 'Version', {});

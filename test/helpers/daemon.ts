@@ -15,7 +15,7 @@ export interface DaemonOptions {
   config?: string;
   /** Re-use a root (restart tests); a fresh temp root otherwise. */
   root?: string;
-  /** Re-use a state dir (restart tests); a fresh one otherwise. */
+  /** Re-use a state dir (restart tests, with `root`); a fresh one otherwise. */
   state?: string;
   extraArgs?: string[];
 }
@@ -75,7 +75,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
       await rm(base, { recursive: true, force: true });
     },
   };
-  for (let i = 0; i < 300; i++) {
+  // A bound, not a timing: a loaded machine or a big store (tens of thousands of records) may take
+  // a while to come up.
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
     try {
       await access(socket);

@@ -2,6 +2,7 @@
 // must see what the kernel makes of a spec (seccomp filters, capabilities, devices). Each bundle
 // and runc state lives in its own temp dir and is deleted, container included, even on failure.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,13 @@ export interface RunResult {
   stderr: string;
 }
 
-export const isRoot = process.getuid?.() === 0;
+/** Why tests that run containers must skip here, or false when they can run. */
+export const RUNC_SKIP: string | false =
+  process.geteuid?.() !== 0
+    ? 'needs root: runs containers with runc'
+    : !process.env.PATH?.split(':').some((dir) => existsSync(join(dir, 'runc')))
+      ? 'runc is not installed'
+      : false;
 
 /** A spec for `args` with busybox as the rootfs; `edit` changes it before it is written. */
 export function baseSpec(args: string[]): OciSpec {
@@ -42,8 +49,11 @@ export function baseSpec(args: string[]): OciSpec {
   };
 }
 
-/** Runs the spec under runc (own --root), waits at most 30 s, and removes everything it made. */
-export async function runSpec(spec: OciSpec): Promise<RunResult> {
+/**
+ * Runs the spec under runc (own --root), waits at most 30 s, and removes everything it made.
+ * `files` are written into the rootfs first (path relative to it → contents).
+ */
+export async function runSpec(spec: OciSpec, files: Record<string, string> = {}): Promise<RunResult> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-runc-'));
   const id = `berth-test-${randomBytes(6).toString('hex')}`;
   const state = join(dir, 'state');
@@ -51,6 +61,7 @@ export async function runSpec(spec: OciSpec): Promise<RunResult> {
     await mkdir(join(dir, 'rootfs/bin'), { recursive: true });
     for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc']) await mkdir(join(dir, 'rootfs', d));
     await copyFile('/bin/busybox', join(dir, 'rootfs/bin/busybox'));
+    for (const [path, text] of Object.entries(files)) await writeFile(join(dir, 'rootfs', path), text);
     await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
     return await new Promise<RunResult>((resolve, reject) => {
       execFile('runc', ['--root', state, 'run', '--bundle', dir, id], { timeout: 30_000 }, (err, stdout, stderr) => {

@@ -85,6 +85,10 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
         await registry.stop();
       }
       await runCommand('ip', ['link', 'del', bridge], { step: 'remove test bridge', timeoutMs: 5000, okCodes: [1] }).catch(() => undefined);
+      // The daemon keeps its subnet's masquerade rule while it may use the subnet; the test is done with it.
+      const subnet = `${net.subnetPrefix}.${n}.0/24`;
+      const rule = ['-s', subnet, '!', '-d', subnet, '-m', 'comment', '--comment', `berth default network ${subnet}`, '-j', 'MASQUERADE'];
+      await runCommand('iptables', ['-t', 'nat', '-D', 'POSTROUTING', ...rule], { step: 'remove test masquerade rule', timeoutMs: 5000, okCodes: [1] }).catch(() => undefined);
       await rm(base, { recursive: true, force: true });
     },
   };

@@ -4,7 +4,7 @@
 //   - port-forward throughput: 100 MB from a server in the pod through PortForward, MB/s;
 //   - berthd's RSS and open fds before and after a hundred exec sessions.
 // containerd gets a bridge network of its own (10.230.77.0/24). Run with hack/bench-streaming.sh:
-//   node --import tsx test/bench/streaming.ts [--runs N] [--mb M] [--only berth|containerd]
+//   node --import tsx test/bench/streaming.ts [--runs N] [--mb M] [--only berth|containerd] [--seccomp RuntimeDefault|Unconfined]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -117,7 +117,7 @@ interface Result {
   after: { rssMiB: number; fds: number };
 }
 
-async function measure(rt: Runtime, registryHost: string, runs: number, mb: number): Promise<Result> {
+async function measure(rt: Runtime, registryHost: string, runs: number, mb: number, seccomp: string): Promise<Result> {
   const dir = await mkdtemp(join(tmpdir(), `bench-stream-${rt.name}-`));
   const { child, client } = await rt.start(dir, registryHost);
   let podId: string | undefined;
@@ -138,6 +138,8 @@ async function measure(rt: Runtime, registryHost: string, runs: number, mb: numb
         metadata: { name: 'c', attempt: 0 },
         image: { image },
         // Serves `mb` MiB to every connection on `port`.
+        // The same seccomp profile on both: runc compiles it at every exec, which dominates exec time.
+        linux: { security_context: { seccomp: { profile_type: seccomp } } },
         command: ['sh', '-c', `dd if=/dev/zero of=/tmp/blob bs=1048576 count=${mb} 2>/dev/null; while true; do nc -l -p ${port} < /tmp/blob; done`],
         log_path: 'c.log',
       },
@@ -197,7 +199,9 @@ async function measure(rt: Runtime, registryHost: string, runs: number, mb: numb
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' }, mb: { type: 'string', default: '100' }, only: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { runs: { type: 'string', default: '30' }, mb: { type: 'string', default: '100' }, only: { type: 'string' }, seccomp: { type: 'string', default: 'RuntimeDefault' } },
+  });
   const runs = Number(values.runs);
   const mb = Number(values.mb);
   const registry = await startRegistry();
@@ -208,7 +212,7 @@ async function main(): Promise<void> {
     for (const rt of [containerd, berth]) {
       if (values.only && values.only !== rt.name) continue;
       try {
-        results[rt.name] = await measure(rt, registry.host, runs, mb);
+        results[rt.name] = await measure(rt, registry.host, runs, mb, values.seccomp as string);
       } catch (err) {
         results[rt.name] = `not measured: ${(err as Error).message}`;
       }

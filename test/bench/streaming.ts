@@ -117,85 +117,114 @@ interface Result {
   after: { rssMiB: number; fds: number };
 }
 
-async function measure(rt: Runtime, registryHost: string, runs: number, mb: number, seccomp: string): Promise<Result> {
+/** One runtime with a pod serving `mb` MiB on `port`, ready for exec and port-forward. */
+interface Target {
+  rt: Runtime;
+  daemon: Daemon;
+  dir: string;
+  podId?: string;
+  ctrId: string;
+  port: number;
+}
+
+async function setUp(rt: Runtime, registryHost: string, mb: number, seccomp: string): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), `bench-stream-${rt.name}-`));
-  const { child, client } = await rt.start(dir, registryHost);
-  let podId: string | undefined;
+  const daemon = await rt.start(dir, registryHost);
+  const t: Target = { rt, daemon, dir, ctrId: '', port: 19000 + Math.floor(Math.random() * 1000) };
+  const { client } = daemon;
   try {
     const image = `${registryHost}/busybox:bench`;
     await client.call('image', 'PullImage', { image: { image } });
-    const uid = `${Date.now()}`;
     const podConfig = {
-      metadata: { name: 'stream-bench', namespace: 'bench', uid, attempt: 0 },
+      metadata: { name: 'stream-bench', namespace: 'bench', uid: `${Date.now()}`, attempt: 0 },
       log_directory: join(dir, 'logs'),
     };
-    ({ pod_sandbox_id: podId } = await client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig }));
-    const bytes = mb * 1024 * 1024;
-    const port = 19000 + Math.floor(Math.random() * 1000);
-    const { container_id: cid } = await client.call<{ container_id: string }>('runtime', 'CreateContainer', {
-      pod_sandbox_id: podId,
+    ({ pod_sandbox_id: t.podId } = await client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig }));
+    ({ container_id: t.ctrId } = await client.call<{ container_id: string }>('runtime', 'CreateContainer', {
+      pod_sandbox_id: t.podId,
       config: {
         metadata: { name: 'c', attempt: 0 },
         image: { image },
-        // Serves `mb` MiB to every connection on `port`.
         // The same seccomp profile on both: runc compiles it at every exec, which dominates exec time.
         linux: { security_context: { seccomp: { profile_type: seccomp } } },
-        command: ['sh', '-c', `dd if=/dev/zero of=/tmp/blob bs=1048576 count=${mb} 2>/dev/null; while true; do nc -l -p ${port} < /tmp/blob; done`],
+        // Serves `mb` MiB to every connection on the port.
+        command: ['sh', '-c', `dd if=/dev/zero of=/tmp/blob bs=1048576 count=${mb} 2>/dev/null; while true; do nc -l -p ${t.port} < /tmp/blob; done`],
         log_path: 'c.log',
       },
       sandbox_config: podConfig,
-    });
-    await client.call('runtime', 'StartContainer', { container_id: cid });
-
-    const exec = async (): Promise<number> => {
-      const t = performance.now();
-      const { url } = await client.call<{ url: string }>('runtime', 'Exec', { container_id: cid, cmd: ['echo', 'hi'], stdout: true, stderr: true });
-      const r = await spdyCommand(url, {});
-      if (r.stdout.toString() !== 'hi\n' || r.exitCode !== 0) throw new Error(`${rt.name}: exec answered ${JSON.stringify(r)}`);
-      return performance.now() - t;
-    };
-    for (let i = 0; i < 3; i++) await exec(); // warm up
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) times.push(await exec());
-
-    const pf = async (): Promise<number> => {
-      const { url } = await client.call<{ url: string }>('runtime', 'PortForward', { pod_sandbox_id: podId, port: [port] });
-      const { session } = await connectSpdy(url, ['portforward.k8s.io']);
-      try {
-        for (let attempt = 0; ; attempt++) {
-          const t = performance.now();
-          const { data, errorText } = await spdyForward(session, port, attempt);
-          // Half-closing first would make busybox nc quit early: read everything, then close.
-          const got = await collect(data);
-          data.end();
-          const err = await errorText;
-          if (got.length === bytes) return got.length / 1e6 / ((performance.now() - t) / 1000);
-          // The server loop may be between two listens: try again shortly.
-          if (attempt > 50) throw new Error(`${rt.name}: port-forward got ${got.length} bytes: ${err}`);
-          await sleep(100);
-        }
-      } finally {
-        session.destroy();
-      }
-    };
-    const rates: number[] = [];
-    for (let i = 0; i < 3; i++) rates.push(await pf());
-
-    const before = await usage(child.pid as number);
-    for (let i = 0; i < 100; i++) await exec();
-    await sleep(1000); // let teardown finish before reading /proc
-    const after = await usage(child.pid as number);
-    return { execMs: median(times), pfMBs: median(rates), before, after };
-  } finally {
-    if (podId) {
-      await client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: podId }).catch(() => {});
-      await client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId }).catch(() => {});
-    }
-    client.close();
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    }));
+    await client.call('runtime', 'StartContainer', { container_id: t.ctrId });
+    return t;
+  } catch (err) {
+    await tearDown(t);
+    throw err;
   }
+}
+
+async function tearDown(t: Target): Promise<void> {
+  const { client, child } = t.daemon;
+  if (t.podId) {
+    await client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: t.podId }).catch(() => {});
+    await client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: t.podId }).catch(() => {});
+  }
+  client.close();
+  child.kill('SIGTERM');
+  await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+  await rm(t.dir, { recursive: true, force: true }).catch(() => {});
+}
+
+/** Exec RPC + SPDY upgrade + `echo hi` + exit status, in milliseconds. */
+async function execOnce(t: Target): Promise<number> {
+  const started = performance.now();
+  const { url } = await t.daemon.client.call<{ url: string }>('runtime', 'Exec', { container_id: t.ctrId, cmd: ['echo', 'hi'], stdout: true, stderr: true });
+  const r = await spdyCommand(url, {});
+  if (r.stdout.toString() !== 'hi\n' || r.exitCode !== 0) throw new Error(`${t.rt.name}: exec answered ${JSON.stringify(r)}`);
+  return performance.now() - started;
+}
+
+/** MB/s of one forwarded connection reading everything the pod serves. */
+async function forwardOnce(t: Target, bytes: number): Promise<number> {
+  const { url } = await t.daemon.client.call<{ url: string }>('runtime', 'PortForward', { pod_sandbox_id: t.podId, port: [t.port] });
+  const { session } = await connectSpdy(url, ['portforward.k8s.io']);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const started = performance.now();
+      const { data, errorText } = await spdyForward(session, t.port, attempt);
+      // Half-closing first would make busybox nc quit early: read everything, then close.
+      const got = await collect(data);
+      data.end();
+      const err = await errorText;
+      if (got.length === bytes) return got.length / 1e6 / ((performance.now() - started) / 1000);
+      // The server loop may be between two listens: try again shortly.
+      if (attempt > 50) throw new Error(`${t.rt.name}: port-forward got ${got.length} bytes: ${err}`);
+      await sleep(100);
+    }
+  } finally {
+    session.destroy();
+  }
+}
+
+/**
+ * Both runtimes run side by side and every measurement alternates between them, so a busy
+ * moment on a shared machine lands on both rather than skewing the ratio.
+ */
+async function measure(targets: Target[], runs: number, mb: number): Promise<Map<Target, Result>> {
+  const times = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  const rates = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  for (const t of targets) for (let i = 0; i < 3; i++) await execOnce(t); // warm up
+  for (let i = 0; i < runs; i++) {
+    for (const t of i % 2 ? [...targets].reverse() : targets) times.get(t)?.push(await execOnce(t));
+  }
+  for (let i = 0; i < 3; i++) for (const t of targets) rates.get(t)?.push(await forwardOnce(t, mb * 1024 * 1024));
+  const results = new Map<Target, Result>();
+  for (const t of targets) {
+    const before = await usage(t.daemon.child.pid as number);
+    for (let i = 0; i < 100; i++) await execOnce(t);
+    await sleep(1000); // let teardown finish before reading /proc
+    const after = await usage(t.daemon.child.pid as number);
+    results.set(t, { execMs: median(times.get(t) ?? []), pfMBs: median(rates.get(t) ?? []), before, after });
+  }
+  return results;
 }
 
 async function main(): Promise<void> {
@@ -209,13 +238,19 @@ async function main(): Promise<void> {
     await pushImage(registry.url, 'busybox', 'bench', await busyboxImage());
     await pushImage(registry.url, 'pause', 'bench', await busyboxImage({ config: { Cmd: ['sleep', '2147483647'] } }));
     const results: Record<string, Result | string> = {};
-    for (const rt of [containerd, berth]) {
-      if (values.only && values.only !== rt.name) continue;
-      try {
-        results[rt.name] = await measure(rt, registry.host, runs, mb, values.seccomp as string);
-      } catch (err) {
-        results[rt.name] = `not measured: ${(err as Error).message}`;
+    const targets: Target[] = [];
+    try {
+      for (const rt of [containerd, berth]) {
+        if (values.only && values.only !== rt.name) continue;
+        try {
+          targets.push(await setUp(rt, registry.host, mb, values.seccomp as string));
+        } catch (err) {
+          results[rt.name] = `not measured: ${(err as Error).message}`;
+        }
       }
+      for (const [t, r] of await measure(targets, runs, mb)) results[t.rt.name] = r;
+    } finally {
+      for (const t of targets) await tearDown(t);
     }
     for (const [name, r] of Object.entries(results)) {
       if (typeof r === 'string') console.log(`${name}: ${r}`);

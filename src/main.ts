@@ -17,7 +17,8 @@ Usage: berthd [flags]
 Flags:
   --config FILE      TOML config (default /etc/berth/config.toml, used when present)
   --root DIR         persistent state: images, layers, metadata (default /var/lib/berth)
-  --state DIR        runtime state, cleared at boot (default /run/berth)
+  --state DIR        runtime state, kept across daemon restarts; on tmpfs a host
+                     reboot empties it (default /run/berth)
   --socket PATH      CRI gRPC unix socket, mode 0660 (default /run/berth/berth.sock)
   --log-level LEVEL  trace, debug, info, warn, error or fatal (default info)
   --version          print the version and exit

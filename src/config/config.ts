@@ -7,6 +7,7 @@ import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
 import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
+import type { ImageServiceConfig } from '../image/service.ts';
 import { parseSubnets } from '../network/default-network.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -18,14 +19,8 @@ export interface BerthConfig {
   socket: string;
   logLevel: LogLevel;
   cgroupDriver: CgroupDriverName;
-  image: {
-    /** `os/arch[/variant]` picked out of manifest lists; defaults to the host's. */
-    platform: string;
-    /** Layers downloaded and unpacked at once, per pull. */
-    maxConcurrentDownloads: number;
-    /** Attempts per registry request on 5xx or a reset connection. */
-    pullAttempts: number;
-  };
+  /** The image service's settings; `platform` defaults to the host's. */
+  image: ImageServiceConfig['image'];
   /** Mirrors, plain-HTTP allowlist, CAs and credentials per registry host. */
   registry: RegistryConfig;
   runtime: {
@@ -57,6 +52,50 @@ export interface BerthConfig {
     tlsKey?: string;
     /** Seconds without traffic before a session is closed; 0 = never. */
     idleTimeout: number;
+  };
+}
+
+/**
+ * The config as `crictl info` (verbose Status) shows it. An allow-list: every key is named here, so
+ * a key added later (a token, a password) stays hidden until someone decides to show it.
+ * Registry credentials are reported only as present or not.
+ */
+export function shownConfig(c: BerthConfig): object {
+  return {
+    root: c.root,
+    state: c.state,
+    socket: c.socket,
+    logLevel: c.logLevel,
+    cgroupDriver: c.cgroupDriver,
+    image: { platform: c.image.platform, maxConcurrentDownloads: c.image.maxConcurrentDownloads, pullAttempts: c.image.pullAttempts },
+    registry: {
+      plainHttpHosts: c.registry.plainHttpHosts,
+      hosts: Object.fromEntries(
+        Object.entries(c.registry.hosts).map(([domain, h]) => [
+          domain,
+          {
+            mirrors: h.mirrors ?? [],
+            skipUpstream: h.skipUpstream ?? false,
+            plainHttp: h.plainHttp ?? false,
+            skipVerify: h.skipVerify ?? false,
+            caFile: h.caFile,
+            certFile: h.certFile,
+            credentials: Boolean(h.username || h.password || h.auth || h.identityToken || h.registryToken || h.keyFile),
+          },
+        ]),
+      ),
+    },
+    runtime: {
+      defaultHandler: c.runtime.defaultHandler,
+      handlers: Object.fromEntries(Object.entries(c.runtime.handlers).map(([name, h]) => [name, { path: h.path }])),
+    },
+    network: {
+      cniConfDir: c.network.cniConfDir,
+      cniBinDirs: c.network.cniBinDirs,
+      defaultSubnet: c.network.defaultSubnet,
+      defaultBridge: c.network.defaultBridge,
+      pluginTimeoutSeconds: c.network.pluginTimeoutSeconds,
+    },
   };
 }
 

@@ -5,8 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { constants, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ContainerConfig__Output } from '../cri/gen/runtime/v1/ContainerConfig.ts';
@@ -32,6 +33,8 @@ import { imageVolumes, mountRootfs, removeLayer, unmountRootfs, writableUsage } 
 
 /** How long SIGKILL may take to end a container before StopContainer gives up. */
 const KILL_WAIT_MS = 10_000;
+/** How long ReopenContainerLog waits for conmon to create the new log file. */
+const LOG_REOPEN_WAIT_MS = 5000;
 /** ExecSync output kept per stream. */
 const MAX_EXEC_OUTPUT = 16 << 20;
 
@@ -60,6 +63,8 @@ export class ContainerService implements PodContainers {
   private readonly runtimes = new Map<string, OciRuntime>();
   /** Names being created, so two creates of one name cannot both pass the clash check. */
   private readonly pendingKeys = new Set<string>();
+  /** Containers whose StartContainer is running (see start()). */
+  private readonly starting = new Set<string>();
   /** Waiters for a container's exit, woken by the exit-file watcher. */
   private readonly exitWaiters = new Map<string, Set<() => void>>();
   private readonly exitDir: string;
@@ -106,6 +111,7 @@ export class ContainerService implements PodContainers {
     this.oomFloor = await hostOomScoreAdjFloor();
     this.cgroupVersion = await cgroupVersion();
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable container record moved aside; that container is forgotten');
+    await this.sweepOrphans();
     this.watcher = watch(this.exitDir, (_event, file) => {
       if (file && /^[a-f0-9]{64}$/.test(file)) void this.noticeExit(file);
     });
@@ -116,6 +122,24 @@ export class ContainerService implements PodContainers {
       // The monitor is gone without writing an exit code: a reboot or a killed conmon.
       this.log.warn({ container: rec.id }, 'container monitor vanished while berthd was down; marking the container exited');
       await this.records.put({ ...rec, state: 'exited', exitCode: 255, finishedAt: rec.finishedAt || nowNs(), reason: 'Unknown', message: 'the container monitor (conmon) exited without recording an exit code' });
+    }
+  }
+
+  /**
+   * Removes containers berth has no record of: a create cut short by a crash (the record is written
+   * last) or a record moved aside as corrupt. Their runtime state, mounts, layers and leases go.
+   */
+  private async sweepOrphans(): Promise<void> {
+    const ids = new Set<string>();
+    for (const dir of [join(this.config.state, 'containers'), join(this.config.root, 'containers')]) {
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        if (/^[a-f0-9]{64}$/.test(name) && !this.records.get(name)) ids.add(name);
+      }
+    }
+    for (const id of ids) {
+      for (const rt of this.runtimes.values()) await rt.delete(id).catch(() => undefined);
+      await this.cleanup(id, undefined, { conmonPid: 0, created: false });
+      this.log.warn({ container: id }, 'removed a container berth has no record of');
     }
   }
 
@@ -195,7 +219,7 @@ export class ContainerService implements PodContainers {
       const stopSignal = signalName(config.stop_signal) ?? image.config.config?.StopSignal ?? 'SIGTERM';
 
       created = true;
-      const pid = await conmonCreate({
+      const started = await conmonCreate({
         conmonPath: this.config.runtime.conmonPath,
         runtime: rt,
         id,
@@ -213,7 +237,7 @@ export class ContainerService implements PodContainers {
         timeoutMs: 60_000,
         signal,
       });
-      conmonPid = Number((await readFile(join(bundle, 'conmon.pid'), 'utf8')).trim()) || 0;
+      conmonPid = started.conmonPid;
       const rec: ContainerRecord = {
         id,
         owner: opts.owner,
@@ -236,7 +260,7 @@ export class ContainerService implements PodContainers {
           readonly: m.options?.includes('ro') ?? false,
           propagation: m.options?.includes('rshared') ? 'PROPAGATION_BIDIRECTIONAL' : m.options?.includes('rslave') ? 'PROPAGATION_HOST_TO_CONTAINER' : 'PROPAGATION_PRIVATE',
         })),
-        pid,
+        pid: started.pid,
         conmonPid,
         stopSignal,
         cgroupsPath,
@@ -259,14 +283,16 @@ export class ContainerService implements PodContainers {
   }
 
   /** Removes everything a container has on the host, in the order that cannot strand anything. */
-  private async cleanup(id: string, rt: OciRuntime, o: { conmonPid: number; created: boolean }): Promise<void> {
-    if (o.created) {
+  private async cleanup(id: string, rt: OciRuntime | undefined, o: { conmonPid: number; created: boolean }): Promise<void> {
+    if (rt && o.created) {
       await rt.kill(id, 'SIGKILL').catch(() => undefined);
       await rt.delete(id);
     }
-    if (o.conmonPid > 0 && (await conmonAlive(o.conmonPid, id))) {
+    // A create cut off by its deadline may have left conmon running before berth learnt its PID.
+    const conmonPid = o.conmonPid || Number((await readFile(join(this.bundle(id), 'conmon.pid'), 'utf8').catch(() => '')).trim());
+    if (conmonPid > 0 && (await conmonAlive(conmonPid, id))) {
       try {
-        process.kill(o.conmonPid, 'SIGKILL');
+        process.kill(conmonPid, 'SIGKILL');
       } catch {
         // already gone
       }
@@ -287,12 +313,19 @@ export class ContainerService implements PodContainers {
       if (!sandbox || sandbox.state !== 'ready') throw failedPrecondition(`pod sandbox ${rec.sandboxId} of container ${rec.id} is not ready`);
       // Taken before the start, so a process that exits at once never finishes before it started.
       const startedAt = nowNs();
-      await this.runtime(rec.runtimeHandler).start(rec.id, signal);
-      const now = this.get(rec.id);
-      // The process may already have ended and been noticed; keep that, add the start time.
-      await this.records.put({ ...now, startedAt, state: now.state === 'exited' ? 'exited' : 'running' });
-      this.emit(rec, 'CONTAINER_STARTED_EVENT');
-      this.log.info({ container: rec.id }, 'container started');
+      // An exit noticed while the start is in flight waits for it, so "started" is recorded (and
+      // sent to event streams) before "stopped".
+      this.starting.add(rec.id);
+      try {
+        await this.runtime(rec.runtimeHandler).start(rec.id, signal);
+        await this.records.put({ ...this.get(rec.id), startedAt, state: 'running' });
+        this.emit(rec, 'CONTAINER_STARTED_EVENT');
+        this.log.info({ container: rec.id }, 'container started');
+      } finally {
+        this.starting.delete(rec.id);
+        // An exit skipped while starting (also when the start failed) is recorded now.
+        await this.noticeExit(rec.id);
+      }
     });
   }
 
@@ -304,6 +337,7 @@ export class ContainerService implements PodContainers {
     const rec = this.records.get(id);
     if (!rec) return false;
     if (rec.state === 'exited') return true;
+    if (this.starting.has(id)) return false;
     // The file's mtime comes from the kernel's coarse clock and may read a few ms before the start
     // time berth took; an exit is never reported before its start.
     const file = join(this.exitDir, id);
@@ -360,7 +394,7 @@ export class ContainerService implements PodContainers {
     if (!rec || rec.state === 'exited') return;
     const rt = this.runtime(rec.runtimeHandler);
     // Processes in a shared PID namespace outlive the container's init; --all reaches them too.
-    const all = rec.config.linux?.security_context?.namespace_options?.pid !== 'CONTAINER';
+    const all = (rec.config.linux?.security_context?.namespace_options?.pid ?? 'POD') !== 'CONTAINER';
     if (rec.state === 'running' && timeoutSeconds > 0) {
       await rt.kill(id, rec.stopSignal, { signal });
       if (await this.waitExit(id, timeoutSeconds * 1000, signal)) return;
@@ -459,9 +493,12 @@ export class ContainerService implements PodContainers {
       errLen += c.length;
     });
     let why: BerthError | undefined;
+    let fallback: NodeJS.Timeout | undefined;
     const killAll = async (e: BerthError): Promise<void> => {
       why ??= e;
-      // Killing runc exec alone would leave the process running in the container.
+      // Kill the exec'd process and let `runc exec` reap it and exit, so it is gone (not a zombie
+      // left to the pod's init) when the call returns; killing `runc exec` alone would leave it
+      // running in the container. runc itself is killed only if it does not follow.
       const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
       if (pid > 0) {
         try {
@@ -469,8 +506,10 @@ export class ContainerService implements PodContainers {
         } catch {
           // gone already
         }
+        fallback = setTimeout(() => child.kill('SIGKILL'), 2000);
+      } else {
+        child.kill('SIGKILL');
       }
-      child.kill('SIGKILL');
     };
     const timer = timeoutSeconds > 0 ? setTimeout(() => void killAll(new BerthError('deadline-exceeded', `command ${JSON.stringify(cmd.join(' '))} timed out after ${timeoutSeconds} s`)), timeoutSeconds * 1000) : undefined;
     const onAbort = (): void => void killAll(new BerthError('cancelled', 'the client cancelled ExecSync'));
@@ -484,6 +523,7 @@ export class ContainerService implements PodContainers {
       return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode: code };
     } finally {
       clearTimeout(timer);
+      clearTimeout(fallback);
       signal.removeEventListener('abort', onAbort);
       await done();
     }
@@ -534,6 +574,14 @@ export class ContainerService implements PodContainers {
     } finally {
       await fh.close();
     }
+    // conmon acts on the message in its own time; the kubelet expects the new file once this returns.
+    if (!rec.logPath) return;
+    const deadline = Date.now() + LOG_REOPEN_WAIT_MS;
+    while (Date.now() < deadline) {
+      if (await stat(rec.logPath).then(() => true, () => false)) return;
+      await delay(10);
+    }
+    throw new BerthError('unavailable', `container ${rec.id}: conmon did not reopen ${rec.logPath} within ${LOG_REOPEN_WAIT_MS / 1000} s`);
   }
 }
 

@@ -4,12 +4,11 @@
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import type { BerthConfig } from '../config/config.ts';
 import { ContentStore } from '../content/store.ts';
 import { SnapshotStore } from '../snapshot/store.ts';
 import { UnpackPool } from '../snapshot/unpack-pool.ts';
 import { RegistryClient } from './registry/client.ts';
-import type { PullAuth } from './registry/config.ts';
+import type { PullAuth, RegistryConfig } from './registry/config.ts';
 import { formatDigested, formatName, formatTagged, parseReference, type ImageRef } from './reference.ts';
 import { ImageRecords, type ImageRecord } from './records.ts';
 import { Puller } from './pull.ts';
@@ -19,6 +18,7 @@ import { collectGarbage } from './gc.ts';
 import { LeaseStore } from './leases.ts';
 import type { ImageConfig } from './manifest.ts';
 import { invalidArgument, notFound } from '../util/errors.ts';
+import { SharedWork } from '../util/shared-work.ts';
 
 /** What the CRI reports about one image. */
 export interface ImageRecordView {
@@ -43,10 +43,28 @@ export interface LeasedImage {
   config: ImageConfig;
 }
 
+/**
+ * The settings the image service takes. The daemon's config (src/config/) carries them; the image
+ * service does not know the rest of it, so src/config depends on src/image and never the reverse.
+ */
+export interface ImageServiceConfig {
+  /** Persistent state root: metadata, content, snapshots live below it. */
+  root: string;
+  image: {
+    /** `os/arch[/variant]` picked out of manifest lists. */
+    platform: string;
+    /** Layers downloaded and unpacked at once, across all pulls. */
+    maxConcurrentDownloads: number;
+    /** Attempts per registry request on 5xx or a reset connection. */
+    pullAttempts: number;
+  };
+  registry: RegistryConfig;
+}
+
 const ID_PREFIX_RE = /^(?:sha256:)?([a-f0-9]{1,64})$/;
 
 export class ImageService {
-  private readonly config: BerthConfig;
+  private readonly config: ImageServiceConfig;
   private readonly log: Logger;
   private readonly records: ImageRecords;
   private readonly leases: LeaseStore;
@@ -56,13 +74,13 @@ export class ImageService {
   private readonly puller: Puller;
   private readonly unpackers: UnpackPool;
   /** Whole-image pulls in progress, by canonical reference, so concurrent PullImage calls share one. */
-  private readonly pulls = new Map<string, Promise<string>>();
+  private readonly pulls = new SharedWork<string>();
   /** Pulls and GC exclude each other: GC must not sweep blobs a pull has written but not yet named. */
   private activePulls = 0;
   private gcRunning: Promise<void> | undefined;
   private gcWanted = false;
 
-  constructor(config: BerthConfig, log: Logger) {
+  constructor(config: ImageServiceConfig, log: Logger) {
     this.config = config;
     this.log = log;
     this.records = new ImageRecords(join(config.root, 'metadata'));
@@ -94,7 +112,6 @@ export class ImageService {
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable image metadata moved aside; that image must be pulled again');
     for (const path of await this.leases.load()) this.log.warn({ path }, 'unreadable lease moved aside; its layers are no longer held');
     await this.runGc();
-    this.unpackers.warm();
   }
 
   /**
@@ -184,23 +201,21 @@ export class ImageService {
     };
   }
 
-  /** Pulls (or re-uses a concurrent pull of) an image and returns its ID. */
-  async pull(reference: string, auth?: PullAuth): Promise<string> {
+  /**
+   * Pulls (or joins a concurrent pull of) an image and returns its ID. A caller whose `signal`
+   * fires stops waiting; the pull itself stops, and cleans up, once no caller waits for it.
+   */
+  async pull(reference: string, auth?: PullAuth, signal?: AbortSignal): Promise<string> {
     const ref = parseReference(reference);
-    const name = canonicalName(ref);
-    const running = this.pulls.get(name);
-    if (running) return running;
-    const job = this.pullOnce(ref, auth).finally(() => this.pulls.delete(name));
-    this.pulls.set(name, job);
-    return job;
+    return this.pulls.run(canonicalName(ref), signal, (s) => this.pullOnce(ref, auth, s));
   }
 
-  private async pullOnce(ref: ImageRef, auth?: PullAuth): Promise<string> {
+  private async pullOnce(ref: ImageRef, auth: PullAuth | undefined, signal: AbortSignal): Promise<string> {
     while (this.gcRunning) await this.gcRunning;
     this.activePulls++;
     try {
       const started = Date.now();
-      const rec = await this.puller.pull(ref, auth);
+      const rec = await this.puller.pull(ref, auth, signal);
       // Record first, names second: a crash in between leaves an unnamed record that GC removes.
       await this.records.putImage(rec);
       // The repo digest is what the reference resolved to: the index for multi-platform images,

@@ -18,14 +18,17 @@ export interface AppArmorHost {
 }
 
 /**
- * The profile name for the OCI spec's process.apparmorProfile, or undefined to leave it unset.
- * Without AppArmor on the host: undefined, except that a Localhost profile cannot be honoured and is
- * refused. Privileged containers get no RuntimeDefault profile (a Localhost one still applies).
+ * The profile name for the OCI spec's process.apparmorProfile, or undefined to leave it unset. No
+ * profile means RuntimeDefault, as the CRI defines it; the deprecated apparmor_profile string is read
+ * when the SecurityProfile is absent. Without AppArmor on the host: undefined, except that a
+ * Localhost profile cannot be honoured and is refused. Privileged containers get no RuntimeDefault
+ * profile (a Localhost one still applies).
  */
 export async function apparmorFor(
-  profile: SecurityProfile__Output | null | undefined,
-  opts: { privileged: boolean; host?: AppArmorHost },
+  given: SecurityProfile__Output | null | undefined,
+  opts: { privileged: boolean; host?: AppArmorHost; legacyProfile?: string },
 ): Promise<string | undefined> {
+  const profile = given ?? legacyAppArmorProfile(opts.legacyProfile ?? '');
   const type = profile?.profile_type ?? 'RuntimeDefault';
   const enabled = await hostHasAppArmor(opts.host?.enabledFile);
   if (type === 'Unconfined') return undefined;
@@ -40,6 +43,15 @@ export async function apparmorFor(
   }
   if (!enabled || opts.privileged) return undefined;
   return (await loadedProfiles(opts.host?.profilesFile)).has(DEFAULT_APPARMOR_PROFILE) ? DEFAULT_APPARMOR_PROFILE : undefined;
+}
+
+/** The deprecated apparmor_profile as a SecurityProfile; "" is no profile. */
+function legacyAppArmorProfile(name: string): SecurityProfile__Output | null {
+  if (name === '') return null;
+  if (name === 'runtime/default') return { profile_type: 'RuntimeDefault', localhost_ref: '' };
+  if (name === 'unconfined') return { profile_type: 'Unconfined', localhost_ref: '' };
+  if (name.startsWith('localhost/')) return { profile_type: 'Localhost', localhost_ref: name.slice('localhost/'.length) };
+  throw invalidArgument(`apparmor_profile ${JSON.stringify(name)} is not runtime/default, unconfined or localhost/<profile name>`);
 }
 
 async function hostHasAppArmor(file = '/sys/module/apparmor/parameters/enabled'): Promise<boolean> {

@@ -50,27 +50,12 @@ export interface CriMountsResult {
  * HOST_TO_CONTAINER): otherwise the container would silently see no new mounts, so it is refused.
  */
 export async function criMounts(mounts: readonly Mount__Output[]): Promise<CriMountsResult> {
+  // Every mount is checked before any host directory is made, so a bad request creates nothing.
+  const checked = sortByDepth(mounts).map((m) => ({ m, what: describe(m), destination: checkMount(m) }));
   let rootfsPropagation: string | undefined;
   let mountInfo: MountInfo[] | undefined;
   const out: OciMount[] = [];
-  for (const m of sortByDepth(mounts)) {
-    const what = `mount ${JSON.stringify(m.host_path)} → ${JSON.stringify(m.container_path)}`;
-    if (!m.container_path || !isAbsolute(m.container_path)) {
-      throw invalidArgument(`${what}: container_path must be an absolute path`);
-    }
-    const destination = cleanPath(m.container_path);
-    if (destination === '/') throw invalidArgument(`${what}: cannot mount over the container's root`);
-    if (m.image) throw new BerthError('unimplemented', `${what}: image volume mounts are not supported by berth yet`);
-    if (m.uidMappings.length > 0 || m.gidMappings.length > 0) {
-      throw new BerthError('unimplemented', `${what}: ID-mapped mounts need user namespaces, which berth does not support yet`);
-    }
-    if (!m.host_path || !isAbsolute(m.host_path)) throw invalidArgument(`${what}: host_path must be an absolute path`);
-    if (m.recursive_read_only && !m.readonly) {
-      throw invalidArgument(`${what}: recursive_read_only needs readonly too`);
-    }
-    if (m.recursive_read_only && m.propagation !== 'PROPAGATION_PRIVATE') {
-      throw invalidArgument(`${what}: recursive_read_only needs PROPAGATION_PRIVATE`);
-    }
+  for (const { m, what, destination } of checked) {
     const source = await hostSource(m.host_path, what);
 
     const options = ['rbind'];
@@ -110,6 +95,30 @@ export async function criMounts(mounts: readonly Mount__Output[]): Promise<CriMo
     out.push({ destination, type: 'bind', source, options });
   }
   return rootfsPropagation ? { mounts: out, rootfsPropagation } : { mounts: out };
+}
+
+function describe(m: Mount__Output): string {
+  return `mount ${JSON.stringify(m.host_path)} → ${JSON.stringify(m.container_path)}`;
+}
+
+/** Refuses what no runtime could do with a CRI mount; returns its cleaned container path. */
+function checkMount(m: Mount__Output): string {
+  const what = describe(m);
+  if (!m.container_path || !isAbsolute(m.container_path)) {
+    throw invalidArgument(`${what}: container_path must be an absolute path`);
+  }
+  const destination = cleanPath(m.container_path);
+  if (destination === '/') throw invalidArgument(`${what}: cannot mount over the container's root`);
+  if (m.image) throw new BerthError('unimplemented', `${what}: image volume mounts are not supported by berth yet`);
+  if (m.uidMappings.length > 0 || m.gidMappings.length > 0) {
+    throw new BerthError('unimplemented', `${what}: ID-mapped mounts need user namespaces, which berth does not support yet`);
+  }
+  if (!m.host_path || !isAbsolute(m.host_path)) throw invalidArgument(`${what}: host_path must be an absolute path`);
+  if (m.recursive_read_only && !m.readonly) throw invalidArgument(`${what}: recursive_read_only needs readonly too`);
+  if (m.recursive_read_only && m.propagation !== 'PROPAGATION_PRIVATE') {
+    throw invalidArgument(`${what}: recursive_read_only needs PROPAGATION_PRIVATE`);
+  }
+  return destination;
 }
 
 /** An absolute path without "//", "." or a trailing slash. */

@@ -1,8 +1,5 @@
-// berth's RuntimeDefault seccomp profile: an allow-list with everything else failing with EPERM. The
-// syscall names and conditions are the ones Docker's and containerd's default profiles settled on
-// (what ordinary programs need; nothing that reaches across namespaces, loads kernel code, changes
-// the clock or reboots), written in berth's own rule form: capability- and architecture-dependent
-// rules are resolved per container by seccomp.ts.
+// berth's RuntimeDefault seccomp profile: an allow-list (the syscalls Docker's and containerd's default
+// profiles settled on), everything else EPERM; conditions are resolved per container by seccomp.ts.
 import type { ProfileRule } from './seccomp.ts';
 
 /** Syscalls every container may make. */

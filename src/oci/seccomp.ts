@@ -1,7 +1,5 @@
-// The seccomp filter for a container: berth's RuntimeDefault profile, none for Unconfined or
-// privileged containers, or a Localhost profile file (OCI form, or Docker's form with archMap and
-// capability/architecture conditions), resolved for this host's architecture and the container's
-// capabilities.
+// The seccomp filter for a container: berth's RuntimeDefault, none (Unconfined, privileged), or a
+// validated Localhost profile file, resolved for this host's architecture and the container's capabilities.
 import { isAbsolute, join } from 'node:path';
 import type { SecurityProfile__Output } from '../cri/gen/runtime/v1/SecurityProfile.ts';
 import { errorMessage, invalidArgument } from '../util/errors.ts';
@@ -62,22 +60,26 @@ export function hostSeccompArchitectures(): string[] {
 }
 
 /**
- * The container's seccomp filter, or undefined for none. A missing profile (null) means
- * RuntimeDefault, as containerd does for CRI callers that leave it out; privileged containers run
- * unfiltered, as every runtime does. `capabilities` is the container's bounding set (what
- * capabilities() returned): a capability the container holds also opens the syscalls it guards.
+ * The container's seccomp filter, or undefined for none. No profile at all means unconfined, as the
+ * CRI defines it (the kubelet sends RuntimeDefault when it wants the default); the deprecated
+ * seccomp_profile_path string, which CRI clients such as critest 1.26 still send, is read when the
+ * SecurityProfile is absent. Privileged containers run unfiltered, as with every runtime.
+ * `capabilities` is the container's bounding set (what capabilities() returned): a capability the
+ * container holds also opens the syscalls it guards.
  */
 export async function seccompFor(
   profile: SecurityProfile__Output | null | undefined,
-  opts: { privileged: boolean; localhostDir?: string; capabilities?: readonly string[] },
+  opts: { privileged: boolean; localhostDir?: string; capabilities?: readonly string[]; legacyPath?: string },
 ): Promise<OciSeccomp | undefined> {
   if (opts.privileged) return undefined;
+  const chosen = profile ?? legacySeccompProfile(opts.legacyPath ?? '');
+  if (!chosen) return undefined;
   const caps = new Set(opts.capabilities ?? DEFAULT_CAPABILITIES);
-  switch (profile?.profile_type ?? 'RuntimeDefault') {
+  switch (chosen.profile_type) {
     case 'Unconfined':
       return undefined;
     case 'Localhost':
-      return localhostProfile(profile?.localhost_ref ?? '', opts.localhostDir, caps);
+      return localhostProfile(chosen.localhost_ref, opts.localhostDir, caps);
     default:
       return {
         defaultAction: 'SCMP_ACT_ERRNO',
@@ -86,6 +88,17 @@ export async function seccompFor(
         syscalls: resolveRules(DEFAULT_PROFILE_RULES, caps),
       };
   }
+}
+
+/** The deprecated seccomp_profile_path as a SecurityProfile; "" is no profile. */
+function legacySeccompProfile(path: string): SecurityProfile__Output | null {
+  if (path === '') return null;
+  if (path === 'unconfined') return { profile_type: 'Unconfined', localhost_ref: '' };
+  if (path === 'runtime/default' || path === 'docker/default') return { profile_type: 'RuntimeDefault', localhost_ref: '' };
+  if (path.startsWith('localhost/')) return { profile_type: 'Localhost', localhost_ref: path.slice('localhost/'.length) };
+  throw invalidArgument(
+    `seccomp_profile_path ${JSON.stringify(path)} is not runtime/default, docker/default, unconfined or localhost/<absolute path>`,
+  );
 }
 
 /** The rules that apply to this host and capability set, without their conditions. */

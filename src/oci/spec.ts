@@ -3,6 +3,7 @@
 // replace Cmd, env merged by key, working dir and USER from the image unless the CRI says otherwise.
 import { isAbsolute } from 'node:path';
 import type { ContainerConfig__Output } from '../cri/gen/runtime/v1/ContainerConfig.ts';
+import type { SecurityProfile__Output } from '../cri/gen/runtime/v1/SecurityProfile.ts';
 import type { NamespaceMode__Output } from '../cri/gen/runtime/v1/NamespaceMode.ts';
 import type { ImageConfig } from '../image/manifest.ts';
 import type { SandboxRecord } from '../sandbox/record.ts';
@@ -86,6 +87,18 @@ function namespaces(sandbox: SandboxRecord, pidMode: NamespaceMode__Output, targ
   return ns;
 }
 
+/**
+ * The deprecated seccomp_profile_path as a profile, for clients that still send it (and no
+ * `seccomp`): "" and "unconfined" are Unconfined (the field's documented default, which containerd
+ * keeps), "runtime/default" and "docker/default" RuntimeDefault, "localhost/<path>" a profile file.
+ */
+export function seccompFromPath(path: string): SecurityProfile__Output {
+  if (path === '' || path === 'unconfined') return { profile_type: 'Unconfined', localhost_ref: '' };
+  if (path === 'runtime/default' || path === 'docker/default') return { profile_type: 'RuntimeDefault', localhost_ref: '' };
+  if (path.startsWith('localhost/')) return { profile_type: 'Localhost', localhost_ref: path.slice('localhost/'.length) };
+  throw invalidArgument(`seccomp_profile_path ${JSON.stringify(path)} must be "unconfined", "runtime/default" or "localhost/<absolute path>"`);
+}
+
 export async function buildSpec(input: SpecInput): Promise<BuiltSpec> {
   const { config, sandbox, image } = input;
   const sc = config.linux?.security_context;
@@ -134,7 +147,7 @@ export async function buildSpec(input: SpecInput): Promise<BuiltSpec> {
   });
   const env = processEnv(config, image);
   if (!env.some((kv) => kv.startsWith('HOME='))) env.push(`HOME=${who.home}`);
-  const seccomp = await seccompFor(sc?.seccomp, { privileged, capabilities: caps.bounding, ...(input.seccompDir ? { localhostDir: input.seccompDir } : {}) });
+  const seccomp = await seccompFor(sc?.seccomp ?? seccompFromPath(sc?.seccomp_profile_path ?? ''), { privileged, capabilities: caps.bounding, ...(input.seccompDir ? { localhostDir: input.seccompDir } : {}) });
   const apparmorProfile = await apparmorFor(sc?.apparmor, { privileged });
   const extra = await Promise.all(config.devices.map((d) => deviceFor(d)));
   const devices = privileged ? await privilegedDevices() : [...DEFAULT_DEVICES, ...extra.map((e) => e.device)];
@@ -158,7 +171,9 @@ export async function buildSpec(input: SpecInput): Promise<BuiltSpec> {
     mounts,
     annotations: { ...config.annotations },
     linux: {
-      namespaces: namespaces(sandbox, sc?.namespace_options?.pid ?? 'CONTAINER', input.targetPid),
+      // Absent namespace options mean POD for every namespace (the proto's zero value), as containerd reads them.
+      // A host-PID pod puts every container in the host's PID namespace, whatever the container says.
+      namespaces: namespaces(sandbox, sandbox.hostPid ? 'NODE' : (sc?.namespace_options?.pid ?? 'POD'), input.targetPid),
       cgroupsPath: input.cgroupsPath,
       devices,
       resources: { ...resources, devices: deviceRules },

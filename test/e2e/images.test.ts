@@ -1,14 +1,16 @@
 // The CRI ImageService end to end: a real berthd pulls images a real registry serves, through
 // mirrors, and answers ListImages / ImageStatus / RemoveImage / ImageFsInfo / StreamImages.
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile, lstat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { startRegistry, freePort, type TestRegistry } from '../helpers/registry.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { busyboxImage, pushImage, pushIndex, type BuiltImage } from '../helpers/images.ts';
-import type { Image } from '../../src/cri/types.ts';
+import type { Image__Output as Image } from '../../src/cri/gen/runtime/v1/Image.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 interface StatusRes {
   image: Image | null;
@@ -29,17 +31,24 @@ async function listBlobs(d: TestDaemon): Promise<string[]> {
   return (await readdir(join(d.root, 'content', 'blobs', 'sha256'))).map((h) => `sha256:${h}`);
 }
 
-describe('image service', () => {
+describe('image service', ROOT_ONLY, () => {
   let registry: TestRegistry;
   let daemon: TestDaemon;
   let busybox: BuiltImage;
   let busyboxDigest: string;
 
+  // One registry for the group; a fresh daemon (empty store) per test, so no test depends on what
+  // another pulled or on the order they run in.
   before(async () => {
     registry = await startRegistry();
     busybox = await busyboxImage();
     busyboxDigest = await pushImage(registry.url, 'library/busybox', 'latest', busybox);
     await pushImage(registry.url, 'library/busybox', '1.36', busybox);
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+  beforeEach(async () => {
     daemon = await startDaemon({
       config: [
         '[registry.hosts."docker.io"]',
@@ -48,12 +57,14 @@ describe('image service', () => {
         '[registry.hosts."registry.k8s.io"]',
         `mirrors = ["http://localhost:${registry.port}"]`,
         'skip_upstream = true',
+        // The index test picks linux/amd64 whatever the host is.
+        '[image]',
+        'platform = "linux/amd64"',
       ].join('\n'),
     });
   });
-  after(async () => {
+  afterEach(async () => {
     await daemon?.dispose();
-    await registry?.stop();
   });
 
   test('pull by short name through the docker.io mirror, then list and inspect it every way', async () => {
@@ -157,13 +168,14 @@ describe('image service', () => {
     const child = await busyboxImage({ layers: [{ files: [{ path: 'child.txt', content: 'child' }] }] });
     await pushImage(registry.url, 'test/base', 'v1', base);
     await pushImage(registry.url, 'test/child', 'v1', child);
-    const before = await listSnapshots(daemon);
     await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/base:v1` } });
+    const before = await listSnapshots(daemon);
+    assert.deepEqual(before, [(base.layers[0]?.diffId ?? '').slice(7)]);
     await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/child:v1` } });
     const afterPull = await listSnapshots(daemon);
-    // The busybox layer is already there from earlier tests; only child.txt's layer is new.
-    assert.equal(afterPull.length, new Set([...before, ...afterPull]).size);
-    assert.equal(afterPull.length - before.length, 1);
+    // The busybox layer is stored once; only child.txt's layer is new.
+    assert.equal(afterPull.length, 2);
+    assert.ok(before.every((s) => afterPull.includes(s)));
 
     await daemon.client.call('image', 'RemoveImage', { image: { image: `${registry.host}/test/child:v1` } });
     const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/child:v1` } });
@@ -174,6 +186,47 @@ describe('image service', () => {
     assert.ok(blobs.includes(base.layers[0]?.digest ?? ''), 'shared layer blob kept');
     // Idempotent.
     await daemon.client.call('image', 'RemoveImage', { image: { image: `${registry.host}/test/child:v1` } });
+  });
+
+  test('directories a layer creates only as parents keep the mode, owner and xattrs they have below', async () => {
+    // Some image builders write layers without entries for the parents of their files.
+    const img = await busyboxImage({
+      layers: [
+        {
+          files: [
+            { path: 'home/user', type: 'dir', mode: 0o700, uid: 1000, gid: 1000 },
+            { path: 'home/user/.cache', type: 'dir', mode: 0o750, uid: 1000, gid: 1000 },
+            { path: 'data', type: 'dir', mode: 0o2770, uid: 33, gid: 33, pax: { 'SCHILY.xattr.user.label': 'kept' } },
+          ],
+        },
+        {
+          files: [
+            { path: 'tmp/scratch', content: 'x' },
+            { path: 'home/user/.cache/app/state', content: 'y', uid: 1000, gid: 1000 },
+            { path: 'data/file', content: 'z' },
+            { path: 'fresh/dir/file', content: 'w' },
+          ],
+        },
+      ],
+    });
+    await pushImage(registry.url, 'test/implicit', 'v1', img);
+    await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/implicit:v1` } });
+    const verbose = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/implicit:v1` }, verbose: true });
+    const top = (JSON.parse(verbose.info.info ?? '{}') as { snapshots: string[] }).snapshots[0] ?? '';
+    const meta = async (rel: string): Promise<[number, number, string]> => {
+      const st = await lstat(join(top, rel));
+      return [st.uid, st.gid, (st.mode & 0o7777).toString(8)];
+    };
+    assert.deepEqual(await meta('tmp'), [0, 0, '1777'], '/tmp keeps its sticky 1777 from the base layer');
+    assert.deepEqual(await meta('home'), [0, 0, '755']);
+    assert.deepEqual(await meta('home/user'), [1000, 1000, '700'], "the user's home stays theirs");
+    assert.deepEqual(await meta('home/user/.cache'), [1000, 1000, '750']);
+    assert.deepEqual(await meta('home/user/.cache/app'), [0, 0, '755'], 'no layer below has it: 0755 root');
+    assert.deepEqual(await meta('data'), [33, 33, '2770']);
+    assert.equal(execFileSync('getfattr', ['--only-values', '-n', 'user.label', join(top, 'data')], { encoding: 'utf8' }), 'kept');
+    assert.deepEqual(await meta('fresh'), [0, 0, '755']);
+    const info = JSON.parse(await readFile(join(top, '..', 'info.json'), 'utf8')) as { implicitDirs?: string[] };
+    assert.equal(info.implicitDirs, undefined, 'the snapshot records that its parents are settled');
   });
 
   test('re-pulling a moved tag moves the name; the old image keeps its repo digest', async () => {
@@ -192,7 +245,9 @@ describe('image service', () => {
   });
 
   test('RemoveImage drops every tag of the image', async () => {
-    await daemon.client.call('image', 'PullImage', { image: { image: 'busybox:1.36' } });
+    const base = await busyboxImage();
+    await pushImage(registry.url, 'test/base', 'v1', base);
+    for (const image of ['busybox', 'busybox:1.36', `${registry.host}/test/base:v1`]) await daemon.client.call('image', 'PullImage', { image: { image } });
     const st = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: 'busybox:1.36' } });
     // test/base:v1 is the same image (fixtures are reproducible), so it shares the ID and is a tag too.
     assert.deepEqual(st.image?.repo_tags, [`${registry.host}/test/base:v1`, 'docker.io/library/busybox:1.36', 'docker.io/library/busybox:latest']);
@@ -233,7 +288,7 @@ describe('image service', () => {
   });
 });
 
-test('an unreachable registry is UNAVAILABLE after retries', async (t) => {
+test('an unreachable registry is UNAVAILABLE after retries', ROOT_ONLY, async (t) => {
   const port = await freePort();
   const d = await startDaemon({ config: '[image]\npull_attempts = 2\n' });
   t.after(() => d.dispose());
@@ -243,7 +298,7 @@ test('an unreachable registry is UNAVAILABLE after retries', async (t) => {
   );
 });
 
-test('images survive a restart, including kill -9', async (t) => {
+test('images survive a restart, including kill -9', ROOT_ONLY, async (t) => {
   const registry = await startRegistry();
   t.after(() => registry.stop());
   const img = await busyboxImage({ config: { Labels: { restart: 'yes' } } });
@@ -261,7 +316,7 @@ test('images survive a restart, including kill -9', async (t) => {
   assert.deepEqual(st.image?.repo_tags, [`${registry.host}/test/restart:v1`]);
 });
 
-test('a damaged metadata file costs one image, not the daemon', async (t) => {
+test('a damaged metadata file costs one image, not the daemon', ROOT_ONLY, async (t) => {
   const registry = await startRegistry();
   t.after(() => registry.stop());
   const keep = await busyboxImage({ config: { Labels: { which: 'keep' } } });

@@ -61,6 +61,18 @@ describe('pods and containers', { skip: rootSkip }, () => {
     await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
   });
 
+  test('ExecSync past its timeout fails with DEADLINE_EXCEEDED and leaves no process behind', async () => {
+    const c = env.daemon.client;
+    const { podId, ctrId } = await runPodWith(env, ['tail', '-f', '/dev/null'], { hostNetwork: true });
+    await assert.rejects(
+      c.call('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sleep', '4321'], timeout: 1 }),
+      grpcCode(GrpcStatus.DEADLINE_EXCEEDED, /timed out after 1 s/),
+    );
+    const left = await c.call<{ stdout: Buffer }>('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sh', '-c', 'pgrep sleep || true'], timeout: 10 });
+    assert.equal(left.stdout.toString(), '');
+    await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
   test('exit codes and reasons: Completed and Error', async () => {
     const ok = await runPodWith(env, ['true'], { hostNetwork: true });
     const okStatus = await waitExited(env.daemon, ok.ctrId);
@@ -141,6 +153,10 @@ describe('pods and containers', { skip: rootSkip }, () => {
     const running = await c.call<{ containers: Array<{ id: string }> }>('runtime', 'ListContainers', { filter: { state: { state: 'CONTAINER_RUNNING' } } });
     assert.ok(running.containers.some((x) => x.id === a.ctrId));
     assert.ok(!running.containers.some((x) => x.id === b.ctrId));
+    const streamed = await c.stream<{ pod_sandboxes: Array<{ id: string }> }>('runtime', 'StreamPodSandboxes', { filter: { label_selector: { app: 'b' } } });
+    assert.deepEqual(streamed.flatMap((m) => m.pod_sandboxes.map((p) => p.id)), [b.podId]);
+    const streamedCtrs = await c.stream<{ containers: Array<{ id: string }> }>('runtime', 'StreamContainers', { filter: { pod_sandbox_id: a.podId } });
+    assert.deepEqual(streamedCtrs.flatMap((m) => m.containers.map((x) => x.id)), [a.ctrId]);
     const cli = await c.call<{ items: unknown[] }>('runtime', 'ListPodSandbox', { filter: { label_selector: { 'io.berth.owner': 'cli' } } });
     assert.equal(cli.items.length, 0);
     const status = await c.call<{ status: { id: string } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: a.podId.slice(0, 10) });

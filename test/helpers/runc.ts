@@ -2,6 +2,7 @@
 // must see what the kernel makes of a spec (seccomp filters, capabilities, devices). Each bundle
 // and runc state lives in its own temp dir and is deleted, container included, even on failure.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,13 @@ export interface RunResult {
   stderr: string;
 }
 
-export const isRoot = process.getuid?.() === 0;
+/** Why tests that run containers must skip here, or false when they can run. */
+export const RUNC_SKIP: string | false =
+  process.geteuid?.() !== 0
+    ? 'needs root: runs containers with runc'
+    : !process.env.PATH?.split(':').some((dir) => existsSync(join(dir, 'runc')))
+      ? 'runc is not installed'
+      : false;
 
 /** A spec for `args` with busybox as the rootfs; `edit` changes it before it is written. */
 export function baseSpec(args: string[]): OciSpec {

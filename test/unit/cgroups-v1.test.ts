@@ -6,24 +6,15 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
 import { readCgroupStats } from '../../src/cgroups/stats.ts';
 import { freeze, thaw } from '../../src/cgroups/freezer.ts';
 import { removeCgroup } from '../../src/cgroups/remove.ts';
 import { cgroupVersion } from '../../src/cgroups/version.ts';
+import { until } from '../helpers/poll.ts';
 
 const ROOT = '/sys/fs/cgroup';
 const CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'freezer'];
 const usable = process.getuid?.() === 0 && CONTROLLERS.every((c) => existsSync(join(ROOT, c, 'cgroup.procs')));
-
-/** Polls `check` every few ms until it returns true or `ms` pass. */
-async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(5);
-  }
-}
 
 describe('a real v1 cgroup', { skip: usable ? false : 'needs root and the v1 cpu, cpuacct, memory, pids and freezer controllers' }, () => {
   const name = `berth-test-${randomBytes(6).toString('hex')}`;

@@ -51,3 +51,11 @@ test('with AppArmor: RuntimeDefault uses the loaded berth default, Localhost a l
   await assert.rejects(apparmorFor(profile('Localhost', 'ghost'), { privileged: false, host }), kind('invalid-argument', /"ghost" is not loaded/));
   await assert.rejects(apparmorFor(profile('Localhost', ''), { privileged: false, host }), kind('invalid-argument', /needs localhost_ref/));
 });
+
+test('the deprecated apparmor_profile string, read when the SecurityProfile is absent', async () => {
+  assert.equal(await apparmorFor(null, { privileged: false, host, legacyProfile: 'localhost/my-app' }), 'my-app');
+  assert.equal(await apparmorFor(null, { privileged: false, host, legacyProfile: 'unconfined' }), undefined);
+  assert.equal(await apparmorFor(null, { privileged: false, host, legacyProfile: 'runtime/default' }), DEFAULT_APPARMOR_PROFILE);
+  assert.equal(await apparmorFor(profile('Unconfined'), { privileged: false, host, legacyProfile: 'localhost/my-app' }), undefined);
+  await assert.rejects(apparmorFor(null, { privileged: false, host, legacyProfile: 'my-app' }), kind('invalid-argument', /apparmor_profile "my-app" is not/));
+});

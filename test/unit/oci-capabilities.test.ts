@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { capabilities, DEFAULT_CAPABILITIES } from '../../src/oci/capabilities.ts';
 import { BerthError } from '../../src/util/errors.ts';
-import { baseSpec, isRoot, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 /** capability.h by number, written out here as an independent check of the module's table. */
 const CAP_NAMES = (
@@ -90,7 +90,7 @@ test('a capability berthd does not hold itself is refused by name rather than le
   assert.ok(!capabilities({ privileged: true }).bounding.includes(name));
 });
 
-describe('under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('under real runc', { skip: RUNC_SKIP }, () => {
   const capLine = async (caps: ReturnType<typeof capabilities>, field: string): Promise<bigint> => {
     const spec = baseSpec(['/bin/busybox', 'grep', `^${field}:`, '/proc/self/status']);
     spec.process = { ...(spec.process as NonNullable<typeof spec.process>), capabilities: caps, noNewPrivileges: false };

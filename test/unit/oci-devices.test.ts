@@ -7,9 +7,9 @@ import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Device__Output } from '../../src/cri/gen/runtime/v1/Device.ts';
-import { DEFAULT_DEVICE_RULES, DEFAULT_DEVICES, deviceFor, privilegedDevices } from '../../src/oci/devices.ts';
+import { DEFAULT_DEVICE_RULES, DEFAULT_DEVICES, PRIVILEGED_DEVICE_RULES, deviceFor, privilegedDevices } from '../../src/oci/devices.ts';
 import { BerthError } from '../../src/util/errors.ts';
-import { baseSpec, isRoot, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 const invalid = (pattern: RegExp) => (err: unknown) =>
   err instanceof BerthError && err.kind === 'invalid-argument' && pattern.test(err.message);
@@ -73,7 +73,7 @@ test('privileged containers get the host\'s device nodes, without ptys, console 
 // capabilities: whichever of these the host has.
 const probe = ['/dev/fuse', '/dev/loop-control'].find((p) => existsSync(p));
 
-describe('under real runc', { skip: !isRoot ? 'runc needs root' : !probe && 'no /dev/fuse or /dev/loop-control on this host' }, () => {
+describe('under real runc', { skip: RUNC_SKIP || (!probe && 'no /dev/fuse or /dev/loop-control on this host') }, () => {
   const openIt = '( exec 3<>/dev/xdev ) && echo opened || echo refused';
   const run = async (permissions: string) => {
     const spec = baseSpec(['/bin/busybox', 'sh', '-c', openIt]);
@@ -91,5 +91,19 @@ describe('under real runc', { skip: !isRoot ? 'runc needs root' : !probe && 'no 
     const r = await run('r');
     assert.equal(r.stdout, 'refused\n');
     assert.match(r.stderr, /Operation not permitted/);
+  });
+});
+
+describe('privileged under real runc', { skip: RUNC_SKIP }, () => {
+  test('runc accepts every host device node, and the container can open one no unprivileged rule allows', async () => {
+    const devices = await privilegedDevices();
+    const spec = baseSpec(['/bin/busybox', 'sh', '-c', `busybox ls /dev | busybox wc -l; ${probe ? `( exec 3<>${probe} ) && echo opened` : 'echo opened'}`]);
+    spec.linux.devices = devices;
+    spec.linux.resources = { devices: [...PRIVILEGED_DEVICE_RULES] };
+    const r = await runSpec(spec);
+    assert.equal(r.code, 0, r.stderr);
+    const [count, opened] = r.stdout.trim().split('\n');
+    assert.ok(Number(count) >= devices.filter((d) => d.path.split('/').length === 3).length, `${count} entries in /dev`);
+    assert.equal(opened, 'opened');
   });
 });

@@ -11,10 +11,11 @@ import type { Mount__Output } from '../../src/cri/gen/runtime/v1/Mount.ts';
 import { criMounts, defaultMounts } from '../../src/oci/mounts.ts';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, protectedPaths } from '../../src/oci/paths.ts';
 import { BerthError } from '../../src/util/errors.ts';
-import { baseSpec, runSpec } from '../helpers/runc.ts';
+import { capabilities } from '../../src/oci/capabilities.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 const run = promisify(execFile);
-const isRoot = process.getuid?.() === 0;
 
 function mount(over: Partial<Mount__Output>): Mount__Output {
   return {
@@ -67,6 +68,9 @@ test('bad CRI mounts are refused, naming the mount', async () => {
   await assert.rejects(criMounts([mount({ host_path: '' })]), invalid(/→ "\/data".*host_path must be an absolute/));
   await assert.rejects(criMounts([mount({ host_path: 'rel/dir' })]), invalid(/"rel\/dir"/));
   await assert.rejects(criMounts([mount({ recursive_read_only: true })]), invalid(/recursive_read_only needs readonly/));
+  const wouldBeMade = join(base, 'not-made');
+  await assert.rejects(criMounts([mount({ host_path: wouldBeMade }), mount({ container_path: 'bad' })]), invalid(/"bad"/));
+  await assert.rejects(stat(wouldBeMade), { code: 'ENOENT' }, 'a refused request creates no host directory');
   await assert.rejects(
     criMounts([mount({ uidMappings: [{ container_id: 0, host_id: 1000, length: 1 }] })]),
     (err: unknown) => err instanceof BerthError && err.kind === 'unimplemented',
@@ -96,7 +100,7 @@ test('bind mounts: read-only flag, private propagation, parents before children,
   assert.ok(mounts[2]?.options?.includes('ro'));
 });
 
-describe('propagation against real host mounts', { skip: isRoot ? false : 'needs root to make mounts' }, () => {
+describe('propagation against real host mounts', ROOT_ONLY, () => {
   let shared: string;
   let slave: string;
   let priv: string;
@@ -162,7 +166,7 @@ test('masked and read-only paths: defaults, CRI lists replace them, privileged g
   assert.throws(() => protectedPaths({ privileged: false, readonlyPaths: ['proc/x'] }), invalid(/readonly_paths: "proc\/x"/));
 });
 
-describe('bind mounts under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('bind mounts under real runc', { skip: RUNC_SKIP }, () => {
   let src: string;
   let mountedSub = false;
   before(async () => {
@@ -191,5 +195,25 @@ describe('bind mounts under real runc', { skip: isRoot ? false : 'runc needs roo
   test('readonly alone leaves a submount writable; recursive_read_only closes it too', async () => {
     assert.equal(await touch({ readonly: true }), 'top=1\nsub=0\n');
     assert.equal(await touch({ readonly: true, recursive_read_only: true }), 'top=1\nsub=1\n');
+  });
+});
+
+describe('masked and read-only paths under real runc', { skip: RUNC_SKIP }, () => {
+  const script = 'busybox cat /proc/interrupts | busybox wc -c; echo berth-x > /proc/sys/kernel/hostname; echo write=$?; busybox hostname';
+  test('defaults: /proc/interrupts reads empty, /proc/sys is read-only', async () => {
+    const r = await runSpec(baseSpec(['/bin/busybox', 'sh', '-c', script]));
+    assert.equal(r.stdout, '0\nwrite=1\nberth-test\n');
+    assert.match(r.stderr, /Read-only file system/);
+  });
+  test('privileged (no masked or read-only paths, all capabilities): both are open', async () => {
+    const spec = baseSpec(['/bin/busybox', 'sh', '-c', script]);
+    spec.linux = { ...spec.linux, ...protectedPaths({ privileged: true }) };
+    spec.process = { ...(spec.process as NonNullable<typeof spec.process>), capabilities: capabilities({ privileged: true }) };
+    spec.mounts = defaultMounts({ privileged: true });
+    const r = await runSpec(spec);
+    assert.equal(r.code, 0, r.stderr);
+    const [bytes, write, hostname] = r.stdout.trim().split('\n');
+    assert.ok(Number(bytes) > 0, `interrupts readable: ${bytes}`);
+    assert.deepEqual([write, hostname], ['write=0', 'berth-x'], 'only the container’s own UTS namespace changes');
   });
 });

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { LinuxContainerResources__Output } from '../../src/cri/gen/runtime/v1/LinuxContainerResources.ts';
 import { clampOomScoreAdj, hostOomScoreAdjFloor, linuxResources } from '../../src/oci/resources.ts';
 import { BerthError } from '../../src/util/errors.ts';
-import { baseSpec, isRoot, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 const invalid = (pattern: RegExp) => (err: unknown) =>
   err instanceof BerthError && err.kind === 'invalid-argument' && pattern.test(err.message);
@@ -91,7 +91,7 @@ test('oom_score_adj: the host floor is probed without touching our own score, an
 
 const v1Host = existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes');
 
-describe('under real runc (cgroup v1)', { skip: !isRoot ? 'runc needs root' : !v1Host && 'this host has no cgroup v1 memory controller' }, () => {
+describe('under real runc (cgroup v1)', { skip: RUNC_SKIP || (!v1Host && 'this host has no cgroup v1 memory controller') }, () => {
   test('runc applies the limits: the container reads them back from its own cgroup', async () => {
     const spec = baseSpec([
       '/bin/busybox',

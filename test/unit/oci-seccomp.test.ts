@@ -10,7 +10,7 @@ import { hostSeccompArchitectures, seccompFor } from '../../src/oci/seccomp.ts';
 import type { OciSeccomp } from '../../src/oci/types.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import type { SecurityProfile__Output } from '../../src/cri/gen/runtime/v1/SecurityProfile.ts';
-import { baseSpec, isRoot, runSpec } from '../helpers/runc.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 const invalid = (pattern: RegExp) => (err: unknown) =>
   err instanceof BerthError && err.kind === 'invalid-argument' && pattern.test(err.message);
@@ -42,20 +42,30 @@ test('RuntimeDefault: EPERM by default, an allow-list of ordinary syscalls, dang
   assert.equal(clone?.args?.[0]?.op, 'SCMP_CMP_MASKED_EQ', 'clone only without namespace flags');
   assert.equal(s?.syscalls?.find((r) => r.names.includes('clone3'))?.errnoRet, 38, 'clone3 says ENOSYS so libc falls back');
   assert.equal(s?.syscalls?.filter((r) => r.names.includes('personality')).length, 5);
-  assert.deepEqual(await seccompFor(null, { privileged: false }), s, 'no profile means RuntimeDefault');
+  assert.deepEqual(await seccompFor(null, { privileged: false, legacyPath: 'runtime/default' }), s);
+  assert.deepEqual(await seccompFor(null, { privileged: false, legacyPath: 'docker/default' }), s);
 });
 
 test('RuntimeDefault follows the capabilities: CAP_SYS_ADMIN opens mount and clone, dropping CAP_SYS_CHROOT closes chroot', async () => {
-  const admin = await seccompFor(null, { privileged: false, capabilities: capabilities({ privileged: false, add: ['SYS_ADMIN'] }).bounding });
+  const admin = await seccompFor(profile('RuntimeDefault'), { privileged: false, capabilities: capabilities({ privileged: false, add: ['SYS_ADMIN'] }).bounding });
   assert.ok(allowed(admin, 'mount'));
   assert.ok(allowed(admin, 'clone'), 'clone without the flag mask');
   assert.ok(!admin?.syscalls?.some((r) => r.names.includes('clone3') && r.action === 'SCMP_ACT_ERRNO'));
-  const noChroot = await seccompFor(null, { privileged: false, capabilities: capabilities({ privileged: false, drop: ['SYS_CHROOT'] }).bounding });
+  const noChroot = await seccompFor(profile('RuntimeDefault'), { privileged: false, capabilities: capabilities({ privileged: false, drop: ['SYS_CHROOT'] }).bounding });
   assert.ok(!allowed(noChroot, 'chroot'));
 });
 
-test('Unconfined and privileged containers get no filter', async () => {
+test('Unconfined, no profile at all (the CRI default) and privileged containers get no filter', async () => {
   assert.equal(await seccompFor(profile('Unconfined'), { privileged: false }), undefined);
+  assert.equal(await seccompFor(null, { privileged: false }), undefined);
+  assert.equal(await seccompFor(undefined, { privileged: false, legacyPath: '' }), undefined);
+  assert.equal(await seccompFor(null, { privileged: false, legacyPath: 'unconfined' }), undefined);
+  assert.equal(
+    await seccompFor(profile('Unconfined'), { privileged: false, legacyPath: 'runtime/default' }),
+    undefined,
+    'the SecurityProfile wins over the deprecated string',
+  );
+  await assert.rejects(seccompFor(null, { privileged: false, legacyPath: '/tmp/profile.json' }), invalid(/seccomp_profile_path "\/tmp\/profile.json" is not/));
   assert.equal(await seccompFor(profile('RuntimeDefault'), { privileged: true }), undefined);
   assert.equal(await seccompFor(profile('Localhost', '/nonexistent'), { privileged: true }), undefined);
 });
@@ -94,6 +104,7 @@ test('Localhost: an OCI profile file is read and validated; Docker form with arc
     }),
   );
   const d = await seccompFor(profile('Localhost', 'docker.json'), { privileged: false, localhostDir: base });
+  assert.deepEqual(await seccompFor(null, { privileged: false, legacyPath: `localhost/${docker}` }), d, 'the deprecated localhost/<path> form');
   assert.deepEqual(d?.architectures, [native, 'SCMP_ARCH_SUB']);
   assert.deepEqual(d?.syscalls?.map((r) => r.names[0]), ['read', 'chroot']);
 });
@@ -122,20 +133,21 @@ test('Localhost: missing, relative, unreadable or malformed profiles are refused
   await assert.rejects(seccompFor(profile('Localhost', base), { privileged: false }), invalid(/not a regular file/));
 });
 
-describe('under real runc', { skip: isRoot ? false : 'runc needs root' }, () => {
+describe('under real runc', { skip: RUNC_SKIP }, () => {
   const script =
-    'busybox unshare -U busybox true; echo unshare=$?; busybox chroot / busybox true; echo chroot=$?; busybox grep ^Seccomp: /proc/self/status';
-  test('RuntimeDefault: runc and libseccomp accept the profile; a new user namespace is refused, chroot works', async () => {
+    'busybox unshare -U busybox true; echo unshare=$?; busybox chroot / busybox true; echo chroot=$?; ' +
+    'busybox linux32 busybox true; echo linux32=$?; busybox grep ^Seccomp: /proc/self/status';
+  test('RuntimeDefault: runc and libseccomp accept the profile; a new user namespace is refused, chroot and a 32-bit personality work', async () => {
     const spec = baseSpec(['/bin/busybox', 'sh', '-c', script]);
-    spec.linux.seccomp = await seccompFor(null, { privileged: false, capabilities: spec.process?.capabilities?.bounding });
+    spec.linux.seccomp = await seccompFor(profile('RuntimeDefault'), { privileged: false, capabilities: spec.process?.capabilities?.bounding });
     const r = await runSpec(spec);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /unshare=1\nchroot=0\nSeccomp:\s+2/);
+    assert.match(r.stdout, /unshare=1\nchroot=0\nlinux32=0\nSeccomp:\s+2/);
     assert.match(r.stderr, /Operation not permitted/);
   });
   test('Unconfined: the same container may make a user namespace', async () => {
     const r = await runSpec(baseSpec(['/bin/busybox', 'sh', '-c', script]));
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /unshare=0\nchroot=0\nSeccomp:\s+0/);
+    assert.match(r.stdout, /unshare=0\nchroot=0\nlinux32=0\nSeccomp:\s+0/);
   });
 });

@@ -1,6 +1,6 @@
 // Who a container runs as: image USER forms, CRI overrides, groups from the image's /etc/group, and
 // an image's /etc/passwd or /etc/group that tries to point at host files, loop, or hang the reader.
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { resolveUser, type UserRequest } from '../../src/oci/user.ts';
 import { resolveInRoot } from '../../src/util/in-root.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { baseSpec, RUNC_SKIP, runSpec } from '../helpers/runc.ts';
 
 const invalid = (pattern: RegExp) => (err: unknown) =>
   err instanceof BerthError && err.kind === 'invalid-argument' && pattern.test(err.message);
@@ -122,4 +123,15 @@ test('a symlink loop or a FIFO as /etc/passwd is an error, not a hang', async ()
   await mkdir(join(fifo, 'etc'), { recursive: true });
   await promisify(execFile)('mkfifo', [join(fifo, 'etc/passwd')]);
   await assert.rejects(resolveUser(fifo, req({ imageUser: 'app' })), invalid(/\/etc\/passwd in the container's rootfs is not a regular file/));
+});
+
+describe('under real runc', { skip: RUNC_SKIP }, () => {
+  test('the resolved user is who the process runs as, with exactly those groups', async () => {
+    const user = await resolveUser(rootfs, req({ runAsUsername: 'app', runAsGroup: 5, supplementalGroups: [7] }));
+    const spec = baseSpec(['/bin/busybox', 'id']);
+    spec.process = { ...(spec.process as NonNullable<typeof spec.process>), user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids } };
+    const r = await runSpec(spec, { 'etc/passwd': PASSWD, 'etc/group': GROUP });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'uid=1000(app) gid=5(tty) groups=5(tty),7,10(wheel),29(audio)');
+  });
 });

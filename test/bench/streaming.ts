@@ -3,7 +3,8 @@
 //   - exec round trip: Exec RPC + upgrade + `echo hi` + exit status, median of N;
 //   - port-forward throughput: 100 MB from a server in the pod through PortForward, MB/s;
 //   - berthd's RSS and open fds before and after a hundred exec sessions.
-// containerd gets a bridge network of its own (10.230.77.0/24). Run with hack/bench-streaming.sh:
+// Each runtime gets a bridge network of its own (10.230.77.0/24, 10.230.78.0/24), removed at the end.
+// Run with hack/bench-streaming.sh:
 //   node --import tsx test/bench/streaming.ts [--runs N] [--mb M] [--only berth|containerd] [--seccomp RuntimeDefault|Unconfined]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -44,7 +45,8 @@ const berth: Runtime = {
   name: 'berth',
   async start(dir) {
     const socket = join(dir, 'berth.sock');
-    await writeFile(join(dir, 'config.toml'), '');
+    // berth's own bridge network on a subnet and bridge name of the benchmark's (see cleanUpNetworks).
+    await writeFile(join(dir, 'config.toml'), `[network]\ncni_conf_dir = "${dir}/cni"\ndefault_subnet = "${BERTH_SUBNET}"\ndefault_bridge = "bsb1"\n`);
     const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', 'warn'], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -98,6 +100,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     return { child, client };
   },
 };
+
+const BERTH_SUBNET = '10.230.78.0/24';
+
+/** Removes what the two networks leave on the host: bridges, berth's masquerade rule, IPAM leases. */
+async function cleanUpNetworks(): Promise<void> {
+  const run = (cmd: string, args: string[]): Promise<void> =>
+    new Promise((resolve) => spawn(cmd, args, { stdio: 'ignore' }).once('close', () => resolve()).once('error', () => resolve()));
+  for (const bridge of ['bsb0', 'bsb1']) await run('ip', ['link', 'del', bridge]);
+  await run('iptables', ['-t', 'nat', '-D', 'POSTROUTING', '-s', BERTH_SUBNET, '!', '-d', BERTH_SUBNET, '-m', 'comment', '--comment', `berth default network ${BERTH_SUBNET}`, '-j', 'MASQUERADE']);
+  await rm('/var/lib/cni/networks/stream-bench', { recursive: true, force: true });
+}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -251,6 +264,7 @@ async function main(): Promise<void> {
       for (const [t, r] of await measure(targets, runs, mb)) results[t.rt.name] = r;
     } finally {
       for (const t of targets) await tearDown(t);
+      await cleanUpNetworks();
     }
     for (const [name, r] of Object.entries(results)) {
       if (typeof r === 'string') console.log(`${name}: ${r}`);

@@ -14,6 +14,22 @@ import { BerthError } from '../util/errors.ts';
 /** How long `script` may take to set the terminal up. */
 const OPEN_TIMEOUT_MS = 5000;
 
+/** Runs `stty -F path …`; false when it fails or takes longer than the open deadline. */
+function stty(path: string, settings: string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn('stty', ['-F', path, ...settings], { stdio: 'ignore' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), OPEN_TIMEOUT_MS);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0);
+    });
+    child.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
 export class Pty {
   /** Bytes typed into the terminal (to the process). */
   readonly input: Writable;
@@ -35,7 +51,11 @@ export class Pty {
     this.input.on('error', () => {});
   }
 
-  static async open(signal: AbortSignal): Promise<Pty> {
+  /**
+   * `raw`: no line discipline at all, for a terminal that only mirrors another one (runc copies
+   * the container's pty, which already turned \n into \r\n, echoed and so on).
+   */
+  static async open(signal: AbortSignal, opts: { raw?: boolean } = {}): Promise<Pty> {
     // The placeholder reads nothing and writes nothing: it only keeps the terminal alive.
     const script = spawn('script', ['-qfc', 'exec sleep 2147483647', '/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
     const fail = (why: string): never => {
@@ -53,6 +73,8 @@ export class Pty {
       for (const child of children) {
         const path = await readlink(`/proc/${child}/fd/0`).catch(() => '');
         if (!path.startsWith('/dev/pts/')) continue;
+        // Raw before anything is written: runc sets it raw too, but only once it is running.
+        if (opts.raw && !(await stty(path, ['raw', '-echo']))) fail(`stty could not make ${path} raw`);
         // O_NOCTTY: berthd must never acquire the session's terminal.
         const slave = await open(path, constants.O_RDWR | constants.O_NOCTTY);
         return new Pty(script, Number(child), path, slave);
@@ -64,11 +86,7 @@ export class Pty {
 
   /** Sets the window size and signals `proc` (the process that mirrors or reads the terminal). */
   async resize(size: TerminalSize, proc: ChildProcess | undefined): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const stty = spawn('stty', ['-F', this.path, 'rows', String(size.height), 'cols', String(size.width)], { stdio: 'ignore' });
-      stty.once('close', () => resolve());
-      stty.once('error', () => resolve());
-    });
+    await stty(this.path, ['rows', String(size.height), 'cols', String(size.width)]);
     if (proc && proc.exitCode === null) proc.kill('SIGWINCH');
   }
 

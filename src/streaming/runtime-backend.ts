@@ -66,7 +66,7 @@ export class RuntimeStreamingBackend implements StreamingBackend {
   }
 
   async exec(containerId: string, cmd: string[], io: SessionIo, signal: AbortSignal): Promise<{ exitCode: number }> {
-    const pty = io.tty ? await Pty.open(signal, { raw: true }) : undefined;
+    const pty = io.tty ? await Pty.open(signal, { mirror: true }) : undefined;
     try {
       const fd = pty?.slave.fd;
       const { child, pidFile, done } = await this.containers.spawnExec(containerId, cmd, {

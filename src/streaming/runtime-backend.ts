@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ContainerService } from '../container/service.ts';
@@ -18,6 +19,8 @@ import { Pty } from './pty.ts';
 import { BerthError, errorMessage, failedPrecondition } from '../util/errors.ts';
 
 const ATTACH_RELAY = fileURLToPath(new URL('./attach-relay.pl', import.meta.url));
+/** How long a killed exec waits for runc to name the process it started. */
+const PID_FILE_WAIT_MS = 5000;
 
 /** Copies `from` into `to` without ending it; resolves when `from` is done. */
 function relay(from: Readable | null | undefined, to: Writable | undefined): Promise<void> {
@@ -100,9 +103,18 @@ export class RuntimeStreamingBackend implements StreamingBackend {
     }
   }
 
-  /** Killing `runc exec` alone would leave the process running in the container. */
+  /**
+   * Killing `runc exec` alone would leave the process running in the container. runc writes the
+   * pid file only after the process is running (it may already have printed), so wait for it
+   * while runc lives.
+   */
   private async killExec(child: ChildProcess, pidFile: string): Promise<void> {
-    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    const deadline = Date.now() + PID_FILE_WAIT_MS;
+    let pid = 0;
+    while (pid <= 0 && child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
+      pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+      if (pid <= 0) await sleep(10);
+    }
     if (pid > 0) {
       try {
         process.kill(pid, 'SIGKILL');

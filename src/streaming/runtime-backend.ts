@@ -33,6 +33,21 @@ function relay(from: Readable | null | undefined, to: Writable | undefined): Pro
   });
 }
 
+/**
+ * The exec'd process's host PID from runc's pid file, once runc has written it (0 if runc ends
+ * or takes too long). runc writes it after the process starts, and after it has set up its own
+ * signal handling.
+ */
+async function execPid(child: ChildProcess, pidFile: string): Promise<number> {
+  const deadline = Date.now() + PID_FILE_WAIT_MS;
+  while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (pid > 0) return pid;
+    await sleep(10);
+  }
+  return 0;
+}
+
 function exitOf(child: ChildProcess): Promise<number> {
   return new Promise((resolve, reject) => {
     if (child.exitCode !== null) return resolve(child.exitCode);
@@ -86,6 +101,9 @@ export class RuntimeStreamingBackend implements StreamingBackend {
         // A terminal stays open at stdin EOF (the client may just have nothing more to type).
         if (io.stdin && input) io.stdin.pipe(input, { end: !pty });
         const resizing = pty && io.resize ? this.applyResizes(io.resize, (size) => pty.resize(size, child)) : Promise.resolve();
+        // A size set before runc listened for SIGWINCH is only in the outer terminal: once runc
+        // has started the process (and so listens), have it copy the size again.
+        if (pty) void execPid(child, pidFile).then((pid) => pid > 0 && child.exitCode === null && child.kill('SIGWINCH'));
         const output = pty ? relay(pty.output, io.stdout) : Promise.all([relay(child.stdout, io.stdout), relay(child.stderr, io.stderr)]);
         const exitCode = await exitOf(child);
         // The terminal closes once runc is gone; its output ends after the last byte.
@@ -109,12 +127,7 @@ export class RuntimeStreamingBackend implements StreamingBackend {
    * while runc lives.
    */
   private async killExec(child: ChildProcess, pidFile: string): Promise<void> {
-    const deadline = Date.now() + PID_FILE_WAIT_MS;
-    let pid = 0;
-    while (pid <= 0 && child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
-      pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-      if (pid <= 0) await sleep(10);
-    }
+    const pid = await execPid(child, pidFile);
     if (pid > 0) {
       try {
         process.kill(pid, 'SIGKILL');

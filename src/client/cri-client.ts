@@ -1,7 +1,7 @@
 // berth's own CRI client: promise-returning calls over the daemon's unix socket. Tests use it, and
 // so will the `berth` CLI, so it speaks exactly what a kubelet speaks.
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadCri } from '../cri/proto.ts';
+import { loadBerthPins, loadCri } from '../cri/proto.ts';
 
 type Callback = (err: ServiceError | null, res: unknown) => void;
 type UnaryMethod = (req: unknown, md: Metadata, opts: { deadline: number }, cb: Callback) => void;
@@ -11,20 +11,25 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/** CRI's two services, and berth's own `berth.v1.Pins` on the same socket. */
+export type ServiceName = 'runtime' | 'image' | 'pins';
+
 export class CriClient {
   readonly runtime: Client;
   readonly image: Client;
+  readonly pins: Client;
 
   constructor(socketPath: string) {
     const { RuntimeService, ImageService } = loadCri();
     const target = `unix://${socketPath}`;
     this.runtime = new RuntimeService(target, credentials.createInsecure());
     this.image = new ImageService(target, credentials.createInsecure());
+    this.pins = new (loadBerthPins())(target, credentials.createInsecure());
   }
 
   /** Calls a unary RPC by its proto name, e.g. `call('image', 'PullImage', {...})`. */
-  call<Res = Record<string, unknown>>(service: 'runtime' | 'image', method: string, req: object, opts: CallOptions = {}): Promise<Res> {
-    const client = service === 'runtime' ? this.runtime : this.image;
+  call<Res = Record<string, unknown>>(service: ServiceName, method: string, req: object, opts: CallOptions = {}): Promise<Res> {
+    const client = this[service];
     const fn = (client as unknown as Record<string, UnaryMethod | undefined>)[method];
     if (typeof fn !== 'function') return Promise.reject(new Error(`no RPC ${method} on the ${service} service`));
     return new Promise((resolve, reject) => {
@@ -35,8 +40,8 @@ export class CriClient {
   }
 
   /** Collects every message of a server-streaming RPC. */
-  stream<Res = Record<string, unknown>>(service: 'runtime' | 'image', method: string, req: object): Promise<Res[]> {
-    const client = service === 'runtime' ? this.runtime : this.image;
+  stream<Res = Record<string, unknown>>(service: ServiceName, method: string, req: object): Promise<Res[]> {
+    const client = this[service];
     const fn = (client as unknown as Record<string, ((req: unknown) => NodeJS.ReadableStream) | undefined>)[method];
     if (typeof fn !== 'function') return Promise.reject(new Error(`no RPC ${method} on the ${service} service`));
     const call = fn.call(client, req);
@@ -51,5 +56,6 @@ export class CriClient {
   close(): void {
     this.runtime.close();
     this.image.close();
+    this.pins.close();
   }
 }

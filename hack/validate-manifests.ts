@@ -149,7 +149,7 @@ function structuralProblems(schema: Obj, path: string, out: string[], root = tru
 }
 
 /** A copy an ajv validator can enforce like the apiserver: unknown fields are errors, not pruned. */
-function strictCopy(schema: Obj): Obj {
+export function strictCopy(schema: Obj): Obj {
   const out: Obj = {};
   for (const [k, v] of Object.entries(schema)) {
     if (k === 'properties' && isObj(v)) out[k] = Object.fromEntries(Object.entries(v).map(([p, s]) => [p, isObj(s) ? strictCopy(s) : s]));
@@ -215,7 +215,7 @@ function crdProblems(d: Doc): string[] {
   return out.map((p) => `${where(d)}: ${p}`);
 }
 
-function newAjv(): Ajv {
+export function newAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: true, validateFormats: false });
   for (const k of VOID_KEYWORDS) ajv.addKeyword({ keyword: k });
   return ajv;

@@ -281,7 +281,8 @@ export class FakeApiServer {
 
   /** Makes every resourceVersion seen so far too old: watches from them start with 410. */
   compact(): void {
-    this.#compactedRv = this.#rv;
+    // The compaction itself takes a revision, so a list made after it can be watched from.
+    this.#compactedRv = ++this.#rv;
   }
 
   /** An outage: connections are reset, open watches dropped, until setOutage(false). */

@@ -12,11 +12,16 @@ import { DEFAULT_TIMING, type WatchTiming } from './informer.ts';
 import { NodeAgent } from './agent.ts';
 import { Aggregator } from './aggregator.ts';
 import { parseAddr, serve } from './http.ts';
+import { install, uninstall } from './install.ts';
+import { hostSystemctl } from './host-systemd.ts';
 
 const HELP = `berth-controller ${BERTH_VERSION} — berth's Kubernetes node agent and aggregator
 
 Usage: berth-controller --role node-agent --node-name NAME [flags]
        berth-controller --role aggregator [flags]
+       berth-controller install --host-root DIR [--version V] [--source DIR] [--config-template FILE]
+                        [--systemctl "CMD ..."] [--wait-seconds N]
+       berth-controller uninstall --host-root DIR [--systemctl "CMD ..."]
 
 Flags:
   --role ROLE              node-agent or aggregator
@@ -52,7 +57,58 @@ function num(v: string | undefined, flag: string, dflt: number): number {
   return n;
 }
 
+const INSTALL_HELP = `install: copies the berth tree (--source, default the image's /berth) to
+HOST/opt/berth/VERSION, flips HOST/opt/berth/current, writes berthd.service and (if absent)
+/etc/berth/config.toml, restarts berthd through the host's systemd and waits for CRI Status
+(--wait-seconds, default 60), switching back to the previous version if it does not answer.
+--systemctl defaults to "/berth/bin/busybox chroot HOST systemctl".
+uninstall: stops and removes berthd's unit and /opt/berth; keeps /var/lib/berth and /etc/berth.
+`;
+
+/** `install` and `uninstall`: the DaemonSet's init containers (src/controller/install.ts). */
+async function hostCommand(command: 'install' | 'uninstall', argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        'host-root': { type: 'string' },
+        version: { type: 'string', default: BERTH_VERSION },
+        source: { type: 'string' },
+        'config-template': { type: 'string' },
+        systemctl: { type: 'string' },
+        'wait-seconds': { type: 'string', default: '60' },
+        'log-level': { type: 'string', default: 'info' },
+      },
+    }));
+    if (!values['host-root']) throw new Error('--host-root is required (the DaemonSet mounts the host at /host)');
+    if (!/^[0-9A-Za-z][0-9A-Za-z._+-]{0,62}$/.test(values.version)) throw new Error(`--version ${JSON.stringify(values.version)} is not a version`);
+  } catch (err) {
+    process.stderr.write(`berth-controller ${command}: ${(err as Error).message}\n\n${INSTALL_HELP}`);
+    return 2;
+  }
+  const hostRoot = values['host-root'] as string;
+  const log = pino({ level: values['log-level'], base: { pid: process.pid, role: command } }, pino.destination({ dest: 2, sync: true }));
+  const systemctl = hostSystemctl(values.systemctl ? values.systemctl.split(/\s+/).filter(Boolean) : ['/berth/bin/busybox', 'chroot', hostRoot, 'systemctl']);
+  const ac = new AbortController();
+  process.once('SIGTERM', () => ac.abort());
+  try {
+    if (command === 'uninstall') await uninstall({ hostRoot, systemctl, log }, ac.signal);
+    else {
+      const source = values.source ?? new URL('..', `file://${process.argv[1] ?? '/berth/lib/x'}`).pathname;
+      await install({ hostRoot, version: values.version, source, configTemplate: values['config-template'], systemctl, log, waitMs: num(values['wait-seconds'], '--wait-seconds', 60) * 1000 }, ac.signal);
+    }
+    return 0;
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, `${command} failed`);
+    process.stderr.write(`berth-controller ${command}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'install' || argv[0] === 'uninstall') return hostCommand(argv[0], argv.slice(1));
   let values;
   try {
     ({ values } = parseArgs({

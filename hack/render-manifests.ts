@@ -336,8 +336,9 @@ function configMap(o: RenderOptions): Obj {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'berth-config', namespace: o.namespace, labels: { [APP]: 'berth' } }, data: { 'config.toml': toml } };
 }
 
-const IMAGE_NODE = '/berth/bin/node';
-const IMAGE_BUNDLE = '/berth/lib/berth-controller.js';
+/** Where the berth image (hack/build-image.ts) keeps Node and the controller bundle. */
+export const IMAGE_NODE = '/berth/bin/node';
+export const IMAGE_BUNDLE = '/berth/app/dist/lib/berth-controller.js';
 
 function daemonSet(o: RenderOptions, uninstall: boolean): Obj {
   const name = uninstall ? 'berth-uninstall' : 'berth-node';

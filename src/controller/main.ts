@@ -96,7 +96,8 @@ async function hostCommand(command: 'install' | 'uninstall', argv: string[]): Pr
   try {
     if (command === 'uninstall') await uninstall({ hostRoot, systemctl, log }, ac.signal);
     else {
-      const source = values.source ?? new URL('..', `file://${process.argv[1] ?? '/berth/lib/x'}`).pathname;
+      // In the image the bundle is /berth/app/dist/lib/berth-controller.js; the tree is /berth.
+      const source = values.source ?? new URL('../../../', `file://${process.argv[1] ?? '/berth/app/dist/lib/x'}`).pathname;
       await install({ hostRoot, version: values.version, source, configTemplate: values['config-template'], systemctl, log, waitMs: num(values['wait-seconds'], '--wait-seconds', 60) * 1000 }, ac.signal);
     }
     return 0;

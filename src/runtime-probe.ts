@@ -1,13 +1,12 @@
-// Readiness checks behind the Status RPC: are the OCI runtime binaries there, is a CNI config there.
-import { access, constants, readdir } from 'node:fs/promises';
+// Readiness check behind the Status RPC's RuntimeReady: are the OCI runtime binaries there.
+// (NetworkReady comes from PodNetwork.ready(), which knows which network pods join.)
+import { access, constants } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
 import type { BerthConfig } from './config/config.ts';
 
 export interface ProbeResult {
   runtimeReady: boolean;
   runtimeMessage: string;
-  networkReady: boolean;
-  networkMessage: string;
   /** Handler names whose binary was found. */
   handlers: string[];
 }
@@ -48,16 +47,6 @@ export class RuntimeProbe {
     const runtimeMessage = runtimeReady
       ? ''
       : `default runtime handler ${defaultHandler}: binary ${this.config.runtime.handlers[defaultHandler]?.path ?? '?'} not found (install runc)`;
-
-    const confDir = this.config.network.cniConfDir;
-    let confs: string[] = [];
-    try {
-      confs = (await readdir(confDir)).filter((f) => /\.(conflist|conf|json)$/.test(f));
-    } catch {
-      // A missing directory means no network config, reported below.
-    }
-    const networkReady = confs.length > 0;
-    const networkMessage = networkReady ? '' : `no CNI network config found in ${confDir}`;
-    return { runtimeReady, runtimeMessage, networkReady, networkMessage, handlers };
+    return { runtimeReady, runtimeMessage, handlers };
   }
 }

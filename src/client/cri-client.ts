@@ -4,11 +4,13 @@ import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grp
 import { loadBerthPins, loadCri } from '../cri/proto.ts';
 
 type Callback = (err: ServiceError | null, res: unknown) => void;
-type UnaryMethod = (req: unknown, md: Metadata, opts: { deadline: number }, cb: Callback) => void;
+type UnaryMethod = (req: unknown, md: Metadata, opts: { deadline: number }, cb: Callback) => { cancel(): void };
 
 export interface CallOptions {
   /** Milliseconds before the call fails with DEADLINE_EXCEEDED. */
   timeoutMs?: number;
+  /** Cancels the call (the server sees CANCELLED), as a kubelet does when it gives up. */
+  signal?: AbortSignal;
 }
 
 /** CRI's two services, and berth's own `berth.v1.Pins` on the same socket. */
@@ -33,18 +35,34 @@ export class CriClient {
     const fn = (client as unknown as Record<string, UnaryMethod | undefined>)[method];
     if (typeof fn !== 'function') return Promise.reject(new Error(`no RPC ${method} on the ${service} service`));
     return new Promise((resolve, reject) => {
-      fn.call(client, req, new Metadata(), { deadline: Date.now() + (opts.timeoutMs ?? 120_000) }, (err, res) =>
-        err ? reject(err) : resolve(res as Res),
-      );
+      const { signal } = opts;
+      const cancel = (): void => call.cancel();
+      const call = fn.call(client, req, new Metadata(), { deadline: Date.now() + (opts.timeoutMs ?? 120_000) }, (err, res) => {
+        signal?.removeEventListener('abort', cancel);
+        if (err) reject(err);
+        else resolve(res as Res);
+      });
+      signal?.addEventListener('abort', cancel, { once: true });
+      if (signal?.aborted) cancel();
     });
+  }
+
+  /** Starts a server-streaming RPC and hands back the call: read it, or cancel it. */
+  open(service: ServiceName, method: string, req: object): NodeJS.ReadableStream & { cancel(): void } {
+    const client = this[service];
+    const fn = (client as unknown as Record<string, ((req: unknown) => NodeJS.ReadableStream & { cancel(): void }) | undefined>)[method];
+    if (typeof fn !== 'function') throw new Error(`no RPC ${method} on the ${service} service`);
+    return fn.call(client, req);
   }
 
   /** Collects every message of a server-streaming RPC. */
   stream<Res = Record<string, unknown>>(service: ServiceName, method: string, req: object): Promise<Res[]> {
-    const client = this[service];
-    const fn = (client as unknown as Record<string, ((req: unknown) => NodeJS.ReadableStream) | undefined>)[method];
-    if (typeof fn !== 'function') return Promise.reject(new Error(`no RPC ${method} on the ${service} service`));
-    const call = fn.call(client, req);
+    let call: NodeJS.ReadableStream;
+    try {
+      call = this.open(service, method, req);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return new Promise((resolve, reject) => {
       const out: Res[] = [];
       call.on('data', (msg: Res) => out.push(msg));

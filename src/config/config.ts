@@ -6,6 +6,7 @@ import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
 import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
+import { parseSubnets } from '../network/default-network.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export type CgroupDriverName = 'cgroupfs' | 'systemd';
@@ -30,10 +31,20 @@ export interface BerthConfig {
     defaultHandler: string;
     /** Handler name → OCI runtime binary. */
     handlers: Record<string, { path: string }>;
+    /** The per-container monitor. */
+    conmonPath: string;
+    /** Pause process that holds a pod's shared PID namespace (run as `<infra> -P`). */
+    infraPath: string;
   };
   network: {
     cniConfDir: string;
     cniBinDirs: string[];
+    /** Subnet(s) of berth's own bridge network, used when cniConfDir holds no config and no pod CIDR was sent. */
+    defaultSubnet: string;
+    /** Linux bridge of berth's own network. */
+    defaultBridge: string;
+    /** Deadline for one CNI plugin run. */
+    pluginTimeoutSeconds: number;
   };
 }
 
@@ -48,8 +59,19 @@ export function defaultConfig(): BerthConfig {
     cgroupDriver: 'cgroupfs',
     image: { platform: formatPlatform(hostPlatform()), maxConcurrentDownloads: 4, pullAttempts: 4 },
     registry: { plainHttpHosts: [...DEFAULT_PLAIN_HTTP_HOSTS], hosts: {} },
-    runtime: { defaultHandler: 'runc', handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } } },
-    network: { cniConfDir: '/etc/cni/net.d', cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'] },
+    runtime: {
+      defaultHandler: 'runc',
+      handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } },
+      conmonPath: 'conmon',
+      infraPath: 'catatonit',
+    },
+    network: {
+      cniConfDir: '/etc/cni/net.d',
+      cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'],
+      defaultSubnet: '10.88.0.0/16',
+      defaultBridge: 'berth0',
+      pluginTimeoutSeconds: 60,
+    },
   };
 }
 
@@ -192,6 +214,8 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
   const runtime = top.subtable('runtime');
   if (runtime) {
     cfg.runtime.defaultHandler = runtime.string('default_handler') ?? cfg.runtime.defaultHandler;
+    cfg.runtime.conmonPath = runtime.string('conmon_path') ?? cfg.runtime.conmonPath;
+    cfg.runtime.infraPath = runtime.string('infra_path') ?? cfg.runtime.infraPath;
     const handlers = runtime.subtable('handlers');
     for (const [name, r] of handlers?.entries() ?? []) {
       const path = r.string('path');
@@ -210,6 +234,17 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
   if (network) {
     cfg.network.cniConfDir = network.string('cni_conf_dir') ?? cfg.network.cniConfDir;
     cfg.network.cniBinDirs = network.strings('cni_bin_dirs') ?? cfg.network.cniBinDirs;
+    cfg.network.defaultSubnet = network.string('default_subnet') ?? cfg.network.defaultSubnet;
+    try {
+      parseSubnets(cfg.network.defaultSubnet);
+    } catch (err) {
+      throw new ConfigError(`network.default_subnet: ${(err as Error).message}`);
+    }
+    cfg.network.defaultBridge = network.string('default_bridge') ?? cfg.network.defaultBridge;
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.network.defaultBridge)) {
+      throw new ConfigError(`network.default_bridge must be a Linux interface name (1-15 letters, digits, _ . -)`);
+    }
+    cfg.network.pluginTimeoutSeconds = network.int('plugin_timeout', 1, 600) ?? cfg.network.pluginTimeoutSeconds;
     network.done();
   }
   top.done();

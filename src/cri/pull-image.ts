@@ -4,7 +4,7 @@ import type { PullImageRequest, PullImageResponse } from './types.ts';
 import { requireImageName } from './image-view.ts';
 import type { PullAuth } from '../image/registry/config.ts';
 
-export const pullImage: UnaryRpc<PullImageRequest, PullImageResponse> = async (req, ctx) => {
+export const pullImage: UnaryRpc<PullImageRequest, PullImageResponse> = async (req, ctx, signal) => {
   const name = requireImageName(req.image, 'PullImage');
   const a = req.auth;
   const credentials: PullAuth | undefined =
@@ -18,6 +18,6 @@ export const pullImage: UnaryRpc<PullImageRequest, PullImageResponse> = async (r
           serverAddress: a.server_address || undefined,
         }
       : undefined;
-  const id = await ctx.images.pull(name, credentials);
+  const id = await ctx.images.pull(name, credentials, signal);
   return { image_ref: id };
 };

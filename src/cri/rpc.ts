@@ -3,6 +3,9 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ImageService } from '../image/service.ts';
 import type { RuntimeProbe } from '../runtime-probe.ts';
+import type { PodNetwork } from '../network/cni.ts';
+import type { SandboxService } from '../sandbox/service.ts';
+import type { ContainerService } from '../container/service.ts';
 
 /** What a handler may use: the daemon's services, never gRPC objects. */
 export interface CriContext {
@@ -10,6 +13,9 @@ export interface CriContext {
   log: Logger;
   images: ImageService;
   probe: RuntimeProbe;
+  network: PodNetwork;
+  sandboxes: SandboxService;
+  containers: ContainerService;
 }
 
 /**

@@ -109,10 +109,12 @@ function wrap(service: string, method: string, handler: AnyHandler, ctx: CriCont
     run().then(
       () => {
         done();
+        log.debug({ ms: Date.now() - started, cancelled: signal.aborted }, 'stream ended');
         if (!signal.aborted) call.end();
       },
       (err: unknown) => {
         done();
+        log.debug({ ms: Date.now() - started, cancelled: signal.aborted }, 'stream ended');
         const st = failed(err, started);
         if (!signal.aborted) call.emit('error', st);
       },

@@ -16,6 +16,8 @@ function redactedRegistry(registry: RegistryConfig): object {
 
 export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) => {
   const probe = await ctx.probe.check();
+  await ctx.network.refresh();
+  const network = ctx.network.ready();
   const conditions: RuntimeCondition[] = [
     {
       type: 'RuntimeReady',
@@ -25,13 +27,16 @@ export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) 
     },
     {
       type: 'NetworkReady',
-      status: probe.networkReady,
-      reason: probe.networkReady ? '' : 'NetworkPluginNotReady',
-      message: probe.networkMessage,
+      status: network.ready,
+      reason: network.reason,
+      message: network.message,
     },
   ];
   const info: Record<string, string> = {};
-  if (req.verbose) info.config = JSON.stringify({ ...ctx.config, registry: redactedRegistry(ctx.config.registry) });
+  if (req.verbose) {
+    info.config = JSON.stringify({ ...ctx.config, registry: redactedRegistry(ctx.config.registry) });
+    info.network = JSON.stringify(ctx.network.current() ?? null);
+  }
   return {
     status: { conditions },
     info,

@@ -1,50 +1,72 @@
-// One daemon per state root: two berthds writing the same metadata would corrupt it. Node has no
-// flock(), so the lock is a pid file created atomically with link(); a file left by a killed daemon
-// is recognised as stale because its pid no longer runs berthd.
-import { link, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { tempSibling } from '../util/atomic-file.ts';
+// One daemon per state root: two berthds writing the same metadata would corrupt it.
+//
+// The lock is an abstract unix socket named after the root directory's device and inode. The kernel
+// lets only one process bind a name, so two daemons starting at once cannot both win; it frees the
+// name the moment the holder dies, however it dies, so there is no stale lock to recognise or take
+// over; and device + inode name the directory itself, so a second path to the same root (a symlink,
+// a bind mount) finds the same lock. Node has no flock(); this needs no helper process and no native
+// addon. Abstract names are per network namespace: berthd runs in the host's, as a runtime that
+// sets up pod networking must. Whoever holds the lock answers a connection with its pid, so the
+// refusal can name it.
+import { createConnection, createServer, type Server } from 'node:net';
+import { stat } from 'node:fs/promises';
 
 export class RootLockedError extends Error {}
 
-async function pidRunsBerthd(pid: number): Promise<boolean> {
-  if (pid === process.pid) return true;
-  try {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('berthd') || cmdline.includes('main.ts');
-  } catch {
-    return false;
-  }
-}
-
 export interface RootLock {
-  path: string;
+  /** The lock's name, for logs: `@berthd-root-<dev>-<ino>`. */
+  name: string;
   release(): Promise<void>;
 }
 
 export async function lockRoot(root: string): Promise<RootLock> {
-  const path = join(root, 'berthd.pid');
-  const tmp = tempSibling(path);
-  await writeFile(tmp, `${process.pid}\n`);
+  const { dev, ino } = await stat(root);
+  const name = `berthd-root-${dev}-${ino}`;
+  const server = createServer((sock) => {
+    sock.on('error', () => sock.destroy());
+    sock.end(`${process.pid}\n`);
+  });
   try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await link(tmp, path);
-        return { path, release: () => rm(path, { force: true }) };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(holder) && (await pidRunsBerthd(holder))) {
-        throw new RootLockedError(
-          `another berthd (pid ${holder}) is already using root ${root}; stop it or start this one with a different --root`,
-        );
-      }
-      // Stale: the previous daemon died without releasing. Remove and retry the atomic link.
-      await rm(path, { force: true });
-    }
-    throw new RootLockedError(`could not take the lock ${path}: it keeps reappearing`);
-  } finally {
-    await rm(tmp, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(`\0${name}`, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    const pid = await holderPid(name);
+    throw new RootLockedError(
+      `another berthd${pid === undefined ? '' : ` (pid ${pid})`} is already using root ${root}; stop it or start this one with a different --root`,
+    );
   }
+  // The lock must not keep the process alive on its own.
+  server.unref();
+  return { name: `@${name}`, release: () => close(server) };
+}
+
+/** Asks the holder for its pid; undefined if it does not answer within a second. */
+function holderPid(name: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const sock = createConnection(`\0${name}`);
+    let text = '';
+    const done = (): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      const pid = Number.parseInt(text, 10);
+      resolve(Number.isInteger(pid) ? pid : undefined);
+    };
+    const timer = setTimeout(done, 1000);
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      text += d;
+    });
+    sock.once('end', done);
+    sock.once('error', done);
+  });
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
 }

@@ -20,6 +20,7 @@ import { BerthError, throwMostTelling } from '../util/errors.ts';
 import { Tee } from '../snapshot/layer-stream.ts';
 import type { UnpackPool } from '../snapshot/unpack-pool.ts';
 import { Semaphore } from '../util/semaphore.ts';
+import { SharedWork } from '../util/shared-work.ts';
 
 export interface PullerDeps {
   registry: RegistryClient;
@@ -34,8 +35,14 @@ export interface PullerDeps {
 
 export class Puller {
   private readonly deps: PullerDeps;
-  /** Layers being fetched, by chain ID, so two pulls sharing a layer download it once. */
-  private readonly inFlight = new Map<string, Promise<void>>();
+  /**
+   * Unpacks by chain ID and blob downloads by blob digest, each shared with concurrent pulls. Two
+   * images whose layers differ only in compression share one snapshot but need both blobs.
+   */
+  private readonly unpacks = new SharedWork<void>();
+  private readonly blobs = new SharedWork<void>();
+  /** The blob a running unpack streams from (and stores on the way), by chain ID. */
+  private readonly unpackSource = new Map<string, string>();
   private readonly downloads: Semaphore;
 
   constructor(deps: PullerDeps) {
@@ -43,23 +50,27 @@ export class Puller {
     this.downloads = new Semaphore(deps.maxConcurrentDownloads);
   }
 
-  /** Fetches everything the image needs into the stores and returns its record (not yet saved). */
-  async pull(ref: ImageRef, auth: PullAuth | undefined): Promise<ImageRecord> {
+  /**
+   * Fetches everything the image needs into the stores and returns its record (not yet saved).
+   * `signal` aborts the pull; layer work other pulls still wait for goes on without it.
+   */
+  async pull(ref: ImageRef, auth: PullAuth | undefined, signal?: AbortSignal): Promise<ImageRecord> {
     const { registry, content, log } = this.deps;
     const name = formatName(ref);
-    let top = await registry.getManifest(ref, manifestReference(ref), { auth });
+    let top = await registry.getManifest(ref, manifestReference(ref), { auth, signal });
     let indexDigest: string | undefined;
     if (isIndexMediaType(top.mediaType)) {
       await content.put(top.digest, top.bytes);
       indexDigest = top.digest;
       const chosen = selectPlatform(parseJson(top.bytes, name, 'manifest list'), this.deps.platform, name);
-      top = await registry.getManifest(ref, chosen.digest, { auth });
+      top = await registry.getManifest(ref, chosen.digest, { auth, signal });
     }
     const manifest = parseManifest(top.bytes, top.mediaType, name);
     await content.put(top.digest, top.bytes);
 
-    const configBytes = await this.fetchSmallBlob(ref, manifest.config.digest, manifest.config.size, auth);
+    const configBytes = await this.fetchSmallBlob(ref, manifest.config.digest, manifest.config.size, auth, signal);
     const config = parseConfig(configBytes, name);
+    signal?.throwIfAborted();
     log.debug({ image: name, manifest: top.digest }, 'manifest and config fetched');
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== manifest.layers.length) {
@@ -78,7 +89,7 @@ export class Puller {
     // Biggest layers first: with a handful of download slots and unpack workers, starting the long
     // jobs early keeps the last one from finishing alone.
     const bySize = layers.map((layer, i) => ({ layer, parent: i === 0 ? null : (chains[i - 1] as string) })).sort((a, b) => b.layer.size - a.layer.size);
-    throwMostTelling(await Promise.allSettled(bySize.map(({ layer, parent }) => this.layer(ref, layer, parent, auth))));
+    throwMostTelling(await Promise.allSettled(bySize.map(({ layer, parent }) => this.layer(ref, layer, parent, auth, signal))));
     log.debug({ image: name, layers: layers.length, ms: Date.now() - started }, 'layers ready');
 
     return {
@@ -94,33 +105,54 @@ export class Puller {
     };
   }
 
-  private async fetchSmallBlob(ref: ImageRef, digest: string, size: number, auth: PullAuth | undefined): Promise<Buffer> {
+  private async fetchSmallBlob(ref: ImageRef, digest: string, size: number, auth: PullAuth | undefined, signal: AbortSignal | undefined): Promise<Buffer> {
     const { content, registry } = this.deps;
-    if (!(await content.has(digest))) await content.ingest({ digest, size }, (await registry.fetchBlob(ref, digest, { auth })).body);
+    if (!(await content.has(digest))) await content.ingest({ digest, size }, (await registry.fetchBlob(ref, digest, { auth, signal })).body);
     return content.readBuffer(digest);
   }
 
   /** Makes sure the layer's blob and its snapshot exist; shares the work with concurrent pulls. */
-  private layer(ref: ImageRef, layer: LayerRecord, parent: string | null, auth: PullAuth | undefined): Promise<void> {
-    const running = this.inFlight.get(layer.chainId);
-    if (running) return running;
-    const job = this.downloads.run(() => this.fetchLayer(ref, layer, parent, auth)).finally(() => this.inFlight.delete(layer.chainId));
-    this.inFlight.set(layer.chainId, job);
-    return job;
+  private layer(ref: ImageRef, layer: LayerRecord, parent: string | null, auth: PullAuth | undefined, signal: AbortSignal | undefined): Promise<void> {
+    if (!this.unpacks.has(layer.chainId)) this.unpackSource.set(layer.chainId, layer.digest);
+    const unpack = this.unpacks.run(layer.chainId, signal, (s) => this.downloads.run(() => this.unpackLayer(ref, layer, parent, auth, s), s));
+    // The unpack stores the blob it streams; a chain made from another blob needs ours fetched too.
+    if (this.unpackSource.get(layer.chainId) === layer.digest) return unpack;
+    const blob = this.blobs.run(layer.digest, signal, (s) => this.downloads.run(() => this.storeBlob(ref, layer, auth, s), s));
+    return Promise.all([unpack, blob]).then(() => undefined);
   }
 
-  private async fetchLayer(ref: ImageRef, layer: LayerRecord, parent: string | null, auth: PullAuth | undefined): Promise<void> {
+  private async storeBlob(ref: ImageRef, layer: LayerRecord, auth: PullAuth | undefined, signal: AbortSignal): Promise<void> {
+    const { content, registry } = this.deps;
+    if (await content.has(layer.digest)) return;
+    await content.ingest({ digest: layer.digest, size: layer.size }, (await registry.fetchBlob(ref, layer.digest, { auth, signal })).body);
+  }
+
+  private async unpackLayer(ref: ImageRef, layer: LayerRecord, parent: string | null, auth: PullAuth | undefined, signal: AbortSignal): Promise<void> {
+    try {
+      await this.fetchLayer(ref, layer, parent, auth, signal);
+    } finally {
+      if (this.unpackSource.get(layer.chainId) === layer.digest) this.unpackSource.delete(layer.chainId);
+    }
+  }
+
+  private async fetchLayer(ref: ImageRef, layer: LayerRecord, parent: string | null, auth: PullAuth | undefined, signal: AbortSignal): Promise<void> {
     const { content, snapshots, registry } = this.deps;
     const [haveBlob, haveSnapshot] = await Promise.all([content.has(layer.digest), snapshots.has(layer.chainId)]);
     if (haveBlob && haveSnapshot) return;
     const expected = { digest: layer.digest, size: layer.size };
     if (haveSnapshot) {
-      await content.ingest(expected, (await registry.fetchBlob(ref, layer.digest, { auth })).body);
+      await content.ingest(expected, (await registry.fetchBlob(ref, layer.digest, { auth, signal })).body);
       return;
     }
     const source: Readable = haveBlob
       ? await content.createReadStream(layer.digest)
-      : (await registry.fetchBlob(ref, layer.digest, { auth })).body;
+      : (await registry.fetchBlob(ref, layer.digest, { auth, signal })).body;
+    // Every pull that wanted this layer has gone: stop reading, which fails the unpack and cleans up.
+    const stop = (): void => {
+      source.destroy(signal.reason instanceof Error ? signal.reason : new BerthError('cancelled', 'layer no longer wanted'));
+    };
+    signal.addEventListener('abort', stop, { once: true });
+    if (signal.aborted) stop();
     const writer = haveBlob ? undefined : content.writer(expected);
     const what = `layer ${layer.digest} of ${formatName(ref)} (uncompressed)`;
     const started = Date.now();
@@ -139,6 +171,8 @@ export class Puller {
     } catch (err) {
       if (writer) await writer.abort();
       throw err;
+    } finally {
+      signal.removeEventListener('abort', stop);
     }
   }
 }

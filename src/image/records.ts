@@ -7,7 +7,7 @@
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, syncDir } from '../util/atomic-file.ts';
-import { digestHex, sha256 } from '../util/digest.ts';
+import { digestHex, isDigest, sha256 } from '../util/digest.ts';
 
 export interface LayerRecord {
   /** Digest of the blob as the registry serves it (compressed). */
@@ -39,6 +39,33 @@ export interface NameRecord {
   id: string;
 }
 
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isSize = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isDig = (v: unknown): v is string => isStr(v) && isDigest(v);
+
+function isLayerRecord(v: unknown): v is LayerRecord {
+  const o = v as Partial<LayerRecord> | null;
+  return typeof o === 'object' && o !== null && isDig(o.digest) && isStr(o.mediaType) && isSize(o.size) && isDig(o.diffId) && isDig(o.chainId);
+}
+
+/** The shape every reader of an image record relies on; anything else is damage, not an image. */
+export function isImageRecord(v: unknown): v is ImageRecord {
+  const o = v as Partial<ImageRecord> | null;
+  return (
+    typeof o === 'object' && o !== null &&
+    isDig(o.id) && isDig(o.manifestDigest) && isStr(o.manifestMediaType) &&
+    (o.indexDigest === undefined || isDig(o.indexDigest)) &&
+    isDig(o.configDigest) && isSize(o.configSize) &&
+    Array.isArray(o.layers) && o.layers.every(isLayerRecord) &&
+    isStr(o.user) && isStr(o.createdAt)
+  );
+}
+
+function isNameRecord(v: unknown): v is NameRecord {
+  const o = v as Partial<NameRecord> | null;
+  return typeof o === 'object' && o !== null && isStr(o.name) && o.name.length > 0 && isDig(o.id);
+}
+
 export class ImageRecords {
   readonly images = new Map<string, ImageRecord>();
   readonly names = new Map<string, NameRecord>();
@@ -57,8 +84,8 @@ export class ImageRecords {
     await mkdir(this.imagesDir, { recursive: true });
     await mkdir(this.namesDir, { recursive: true });
     const bad: string[] = [];
-    for (const rec of await readRecords<ImageRecord>(this.imagesDir, bad)) this.images.set(rec.id, rec);
-    for (const rec of await readRecords<NameRecord>(this.namesDir, bad)) this.index(rec);
+    for (const rec of await readRecords(this.imagesDir, isImageRecord, bad)) this.images.set(rec.id, rec);
+    for (const rec of await readRecords(this.namesDir, isNameRecord, bad)) this.index(rec);
     return bad;
   }
 
@@ -116,10 +143,11 @@ function nameFile(name: string): string {
 
 /**
  * Reads every complete record; temp files from an interrupted write are removed. A record that
- * does not parse (a damaged disk, a hand edit) is renamed to `*.json.corrupt` and reported in
- * `bad`, so one broken file costs one image instead of keeping the daemon from starting.
+ * does not parse or does not have the shape `valid` checks (a damaged disk, a hand edit, a record
+ * from another version) is renamed to `*.json.corrupt` and reported in `bad`, so one broken file
+ * costs one image instead of keeping the daemon from starting or failing every ListImages.
  */
-async function readRecords<T>(dir: string, bad: string[]): Promise<T[]> {
+async function readRecords<T>(dir: string, valid: (v: unknown) => v is T, bad: string[]): Promise<T[]> {
   const out: T[] = [];
   for (const file of await readdir(dir)) {
     const path = join(dir, file);
@@ -128,9 +156,15 @@ async function readRecords<T>(dir: string, bad: string[]): Promise<T[]> {
       continue;
     }
     if (!file.endsWith('.json')) continue;
+    let parsed: unknown;
     try {
-      out.push(JSON.parse(await readFile(path, 'utf8')) as T);
+      parsed = JSON.parse(await readFile(path, 'utf8'));
     } catch {
+      parsed = undefined;
+    }
+    if (valid(parsed)) {
+      out.push(parsed);
+    } else {
       await rename(path, `${path}.corrupt`);
       bad.push(`${path}.corrupt`);
     }

@@ -20,6 +20,7 @@ import { LeaseStore } from './leases.ts';
 import { PinStore, type PinSet } from './pins.ts';
 import type { ImageConfig } from './manifest.ts';
 import { invalidArgument, notFound } from '../util/errors.ts';
+import { SharedWork } from '../util/shared-work.ts';
 
 /** What the CRI reports about one image. */
 export interface ImageRecordView {
@@ -58,7 +59,7 @@ export class ImageService {
   private readonly puller: Puller;
   private readonly unpackers: UnpackPool;
   /** Whole-image pulls in progress, by canonical reference, so concurrent PullImage calls share one. */
-  private readonly pulls = new Map<string, Promise<string>>();
+  private readonly pulls = new SharedWork<string>();
   /** Pulls and GC exclude each other: GC must not sweep blobs a pull has written but not yet named. */
   private activePulls = 0;
   private gcRunning: Promise<void> | undefined;
@@ -188,23 +189,21 @@ export class ImageService {
     };
   }
 
-  /** Pulls (or re-uses a concurrent pull of) an image and returns its ID. */
-  async pull(reference: string, auth?: PullAuth): Promise<string> {
+  /**
+   * Pulls (or joins a concurrent pull of) an image and returns its ID. A caller whose `signal`
+   * fires stops waiting; the pull itself stops, and cleans up, once no caller waits for it.
+   */
+  async pull(reference: string, auth?: PullAuth, signal?: AbortSignal): Promise<string> {
     const ref = parseReference(reference);
-    const name = canonicalName(ref);
-    const running = this.pulls.get(name);
-    if (running) return running;
-    const job = this.pullOnce(ref, auth).finally(() => this.pulls.delete(name));
-    this.pulls.set(name, job);
-    return job;
+    return this.pulls.run(canonicalName(ref), signal, (s) => this.pullOnce(ref, auth, s));
   }
 
-  private async pullOnce(ref: ImageRef, auth?: PullAuth): Promise<string> {
+  private async pullOnce(ref: ImageRef, auth: PullAuth | undefined, signal: AbortSignal): Promise<string> {
     while (this.gcRunning) await this.gcRunning;
     this.activePulls++;
     try {
       const started = Date.now();
-      const rec = await this.puller.pull(ref, auth);
+      const rec = await this.puller.pull(ref, auth, signal);
       // Record first, names second: a crash in between leaves an unnamed record that GC removes.
       await this.records.putImage(rec);
       // The repo digest is what the reference resolved to: the index for multi-platform images,

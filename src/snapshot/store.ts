@@ -12,13 +12,11 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 import { chainIds, digestHex, isDigest } from '../util/digest.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
-import { unpackLayer, type UnpackStats } from './unpack.ts';
+import type { UnpackStats } from './unpack.ts';
 
 const TMP_PREFIX = '.tmp-';
 const HEX_RE = /^[a-f0-9]{64}$/;
@@ -100,25 +98,9 @@ export class SnapshotStore {
   }
 
   /**
-   * Unpack an uncompressed layer tar as snapshot `chainId`, in this thread. Concurrent calls for
-   * the same chain ID share one unpack (the extra streams are drained so their producers finish);
-   * an existing snapshot is returned as is.
-   */
-  unpack(chainId: string, parent: string | null, diffId: string, tar: Readable): Promise<SnapshotInfo> {
-    // The stream may fail before the unpacker starts reading; a failed stream still throws its
-    // error into the reader later, so this listener only prevents an "unhandled 'error'" crash.
-    tar.on('error', () => {});
-    return this.unpackWith(chainId, parent, diffId, {
-      fill: (fsDir) => unpackLayer(tar, fsDir),
-      skip: () => discard(tar),
-      // nobody will read the rest: stop its producer instead of leaving it stalled
-      cancel: () => tar.destroy(),
-    });
-  }
-
-  /**
    * Create snapshot `chainId` by letting `source.fill` write the layer into an empty directory
-   * (the pull pipeline fills it from a worker thread). Same sharing and atomicity as unpack().
+   * (the pull pipeline fills it from a worker thread). Concurrent calls for one chain ID share one
+   * unpack (the others' `skip` lets their producers finish); an existing snapshot is returned as is.
    */
   unpackWith(chainId: string, parent: string | null, diffId: string, source: LayerFiller): Promise<SnapshotInfo> {
     const running = this.#inFlight.get(chainId);
@@ -285,16 +267,6 @@ async function readInfo(dir: string, hex: string): Promise<SnapshotInfo | null> 
   } catch {
     return null;
   }
-}
-
-/**
- * Let a stream we do not need run to its end, so whoever produces it (and hashes it) can finish.
- * Its failures are its owner's to report (their pipeline sees them); we only wait for it to stop.
- */
-function discard(tar: Readable): Promise<void> {
-  const stopped = finished(tar).catch(() => {});
-  tar.resume();
-  return stopped;
 }
 
 const execFileAsync = promisify(execFile);

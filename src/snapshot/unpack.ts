@@ -740,6 +740,7 @@ class Unpacker {
   }
 
   async #symlink(rel: string, e: TarEntry): Promise<void> {
+    if (e.linkname === '') throw hostile(`symlink ${JSON.stringify(e.name)} has an empty target`);
     await this.#prepare(rel, 'symlink');
     const abs = this.#abs(rel);
     symlinkSync(e.linkname, abs);

@@ -4,7 +4,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readdir, rm, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -12,7 +12,9 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startProxy, type ProxyControls } from '../helpers/proxy.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { bigImage, busyboxImage, pushImage } from '../helpers/images.ts';
+import { until } from '../helpers/poll.ts';
 import type { Image } from '../../src/cri/types.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 async function leftovers(d: TestDaemon): Promise<string[]> {
   const found: string[] = [];
@@ -36,7 +38,7 @@ async function proxiedDaemon(t: TestContext): Promise<{ registry: TestRegistry; 
   return { registry, proxy, d };
 }
 
-test('a daemon killed mid-pull shows no half image after restart, and the next pull finishes', async (t) => {
+test('a daemon killed mid-pull shows no half image after restart, and the next pull finishes', ROOT_ONLY, async (t) => {
   const registry = await startRegistry();
   const proxy = await startProxy(registry.port);
   t.after(async () => {
@@ -69,7 +71,7 @@ test('a daemon killed mid-pull shows no half image after restart, and the next p
 
 // The timeout is a hang guard, not a measurement: a daemon that waited for the stalled download
 // would sit out the registry client's 120 s idle timeout first.
-test('SIGTERM during a stalled pull still shuts down cleanly', { timeout: 60_000 }, async (t) => {
+test('SIGTERM during a stalled pull still shuts down cleanly', { ...ROOT_ONLY, timeout: 60_000 }, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'stall.bin', content: Buffer.alloc(256 * 1024, 1) }] }] });
   await pushImage(registry.url, 'test/stalled', 'v1', img);
@@ -80,23 +82,123 @@ test('SIGTERM during a stalled pull still shuts down cleanly', { timeout: 60_000
   assert.ok((await pulling) instanceof Error, 'the cut-off pull reports an error');
 });
 
-test('concurrent pulls of one image share one download per blob', async (t) => {
+/** Both pulls have their configs and have asked for their layers: only then does the proxy let layers through. */
+async function bothPullsAtLayers(d: TestDaemon, names: string[]): Promise<void> {
+  await until('both pulls to reach their layers', () =>
+    names.every((name) => d.logs().split('\n').some((l) => l.includes('"manifest and config fetched"') && l.includes(`"image":"${name}"`))),
+  );
+}
+
+test('concurrent pulls of different images that share layers download each blob once', ROOT_ONLY, async (t) => {
+  const { registry, proxy, d } = await proxiedDaemon(t);
+  const shared = { files: [{ path: 'shared/x', content: 'x' }] };
+  const a = await busyboxImage({ layers: [shared], config: { Labels: { which: 'a' } } });
+  const b = await busyboxImage({ layers: [shared], config: { Labels: { which: 'b' } } });
+  assert.deepEqual(a.layers.map((l) => l.digest), b.layers.map((l) => l.digest), 'the fixture shares every layer blob');
+  await pushImage(registry.url, 'test/share-a', 'v1', a);
+  await pushImage(registry.url, 'test/share-b', 'v1', b);
+  const release = proxy.hold(a.layers.map((l) => l.digest));
+  const pulls = [a, b].map((img, i) =>
+    d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${proxy.host}/test/share-${'ab'[i]}:v1` } }),
+  );
+  await bothPullsAtLayers(d, [`${proxy.host}/test/share-a`, `${proxy.host}/test/share-b`]);
+  release();
+  const ids = await Promise.all(pulls);
+  assert.deepEqual(ids.map((r) => r.image_ref), [a.config.digest, b.config.digest]);
+  for (const layer of a.layers) assert.equal(proxy.blobGets(layer.digest), 1, `layer ${layer.digest} fetched once`);
+});
+
+test('concurrent pulls of one reference are one pull', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage({ layers: [{ files: [{ path: 'x', content: 'x' }] }] });
   await pushImage(registry.url, 'test/concurrent', 'v1', img);
-  await pushImage(registry.url, 'test/concurrent', 'v2', img);
-  const ids = await Promise.all([
-    ...Array.from({ length: 4 }, () => d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${proxy.host}/test/concurrent:v1` } })),
-    d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${proxy.host}/test/concurrent:v2` } }),
-  ]);
+  const release = proxy.hold(img.layers.map((l) => l.digest));
+  const pulls = Array.from({ length: 4 }, () => d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${proxy.host}/test/concurrent:v1` } }));
+  await until('the layers to be requested', () => img.layers.every((l) => proxy.requests.some((p) => p.endsWith(`/blobs/${l.digest}`))));
+  release();
+  const ids = await Promise.all(pulls);
   assert.deepEqual(new Set(ids.map((r) => r.image_ref)), new Set([img.config.digest]));
-  for (const layer of img.layers) {
-    const gets = proxy.requests.filter((p) => p.endsWith(`/blobs/${layer.digest}`));
-    assert.equal(gets.length, 1, `layer ${layer.digest} fetched once, got ${gets.length}`);
-  }
+  assert.equal(proxy.requests.filter((p) => p.includes('/manifests/')).length, 1, 'one manifest request');
+  for (const layer of img.layers) assert.equal(proxy.blobGets(layer.digest), 1, `layer ${layer.digest} fetched once`);
 });
 
-test('a corrupt blob fails the pull naming both digests and leaves nothing behind', async (t) => {
+test('layers that differ only in compression share the unpack but each blob is stored', ROOT_ONLY, async (t) => {
+  const { registry, proxy, d } = await proxiedDaemon(t);
+  const files = [{ path: 'same/tar', content: 'same bytes, two compressions' }];
+  const gz = await busyboxImage({ layers: [{ files, compression: 'gzip' }], format: 'oci', config: { Labels: { c: 'gzip' } } });
+  const zst = await busyboxImage({ layers: [{ files, compression: 'zstd' }], format: 'oci', config: { Labels: { c: 'zstd' } } });
+  const [gzTop, zstTop] = [gz.layers[1], zst.layers[1]];
+  assert.ok(gzTop && zstTop);
+  assert.equal(gzTop.diffId, zstTop.diffId, 'same uncompressed tar');
+  assert.notEqual(gzTop.digest, zstTop.digest, 'different blobs');
+  await pushImage(registry.url, 'test/gz', 'v1', gz);
+  await pushImage(registry.url, 'test/zst', 'v1', zst);
+  const release = proxy.hold([...gz.layers, ...zst.layers].map((l) => l.digest));
+  const pulls = [
+    d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${proxy.host}/test/gz:v1` } }),
+    d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: `${proxy.host}/test/zst:v1` } }),
+  ];
+  await bothPullsAtLayers(d, [`${proxy.host}/test/gz`, `${proxy.host}/test/zst`]);
+  release();
+  await Promise.all(pulls);
+  for (const layer of [gzTop, zstTop]) {
+    await access(join(d.root, 'content', 'blobs', 'sha256', layer.digest.slice('sha256:'.length)));
+    assert.equal(proxy.blobGets(layer.digest), 1, `blob ${layer.digest} fetched once`);
+  }
+  const snaps = (await readdir(join(d.root, 'snapshots'))).filter((f) => /^[a-f0-9]{64}$/.test(f));
+  assert.equal(snaps.length, 2, 'one snapshot per chain ID: base and the shared top layer');
+});
+
+test('a pull whose client cancels stops fetching, leaves no temp files, and can be pulled again', ROOT_ONLY, async (t) => {
+  const { registry, proxy, d } = await proxiedDaemon(t);
+  const img = await busyboxImage({ layers: [{ files: [{ path: 'c.bin', content: Buffer.alloc(256 * 1024, 3) }] }] });
+  await pushImage(registry.url, 'test/cancelled', 'v1', img);
+  const ref = `${proxy.host}/test/cancelled:v1`;
+  proxy.stallBlobsAfter = 100;
+  const ac = new AbortController();
+  const pulling = d.client.call('image', 'PullImage', { image: { image: ref } }, { signal: ac.signal }).catch((err: { code: number }) => err);
+  await proxy.stalled;
+  ac.abort();
+  assert.equal(((await pulling) as { code: number }).code, GrpcStatus.CANCELLED);
+  await until('the daemon to hang up on the stalled downloads', () => proxy.openResponses() === 0);
+  await until('the temp files to be removed', async () => (await leftovers(d)).length === 0);
+  await until('the cancel to be logged', () => /"code":"CANCELLED"/.test(d.logs()));
+  proxy.stallBlobsAfter = undefined;
+  const res = await d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: ref } });
+  assert.equal(res.image_ref, img.config.digest);
+});
+
+test('a pull whose deadline passes stops fetching and leaves no temp files', ROOT_ONLY, async (t) => {
+  const { registry, proxy, d } = await proxiedDaemon(t);
+  const img = await busyboxImage({ layers: [{ files: [{ path: 'd.bin', content: Buffer.alloc(256 * 1024, 4) }] }] });
+  await pushImage(registry.url, 'test/deadline', 'v1', img);
+  proxy.stallBlobsAfter = 100;
+  const err = await d.client
+    .call('image', 'PullImage', { image: { image: `${proxy.host}/test/deadline:v1` } }, { timeoutMs: 3000 })
+    .catch((e: { code: number }) => e);
+  assert.equal((err as { code: number }).code, GrpcStatus.DEADLINE_EXCEEDED);
+  await until('the daemon to hang up on the stalled downloads', () => proxy.openResponses() === 0);
+  await until('the temp files to be removed', async () => (await leftovers(d)).length === 0);
+});
+
+test('a shared pull goes on while one of its callers still waits', ROOT_ONLY, async (t) => {
+  const { registry, proxy, d } = await proxiedDaemon(t);
+  const img = await busyboxImage({ layers: [{ files: [{ path: 's.bin', content: 'shared pull' }] }] });
+  await pushImage(registry.url, 'test/half-cancelled', 'v1', img);
+  const ref = `${proxy.host}/test/half-cancelled:v1`;
+  const release = proxy.hold(img.layers.map((l) => l.digest));
+  const ac = new AbortController();
+  const leaving = d.client.call('image', 'PullImage', { image: { image: ref } }, { signal: ac.signal }).catch((err: { code: number }) => err);
+  const staying = d.client.call<{ image_ref: string }>('image', 'PullImage', { image: { image: ref } });
+  await until('the layers to be requested', () => img.layers.every((l) => proxy.requests.some((p) => p.endsWith(`/blobs/${l.digest}`))));
+  ac.abort();
+  assert.equal(((await leaving) as { code: number }).code, GrpcStatus.CANCELLED);
+  release();
+  assert.equal((await staying).image_ref, img.config.digest);
+  for (const layer of img.layers) assert.equal(proxy.blobGets(layer.digest), 1, `layer ${layer.digest} fetched once`);
+});
+
+test('a corrupt blob fails the pull naming both digests and leaves nothing behind', ROOT_ONLY, async (t) => {
   const { registry, proxy, d } = await proxiedDaemon(t);
   const img = await busyboxImage();
   await pushImage(registry.url, 'test/corrupt', 'v1', img);
@@ -114,7 +216,7 @@ test('a corrupt blob fails the pull naming both digests and leaves nothing behin
   assert.deepEqual(snaps.filter((s) => s === (img.layers[0]?.diffId ?? '').slice(7)), [], 'no snapshot from corrupt data');
 });
 
-test('a registry that refuses the credentials is named in the error', async (t) => {
+test('a registry that refuses the credentials is named in the error', ROOT_ONLY, async (t) => {
   const registry = await startRegistry({ basicAuth: { user: 'alice', password: 's3cret' } });
   t.after(() => registry.stop());
   const img = await busyboxImage();
@@ -145,7 +247,7 @@ test('a registry that refuses the credentials is named in the error', async (t) 
   assert.equal(viaAuthField.image_ref, img.config.digest);
 });
 
-test('a full disk fails the pull with RESOURCE_EXHAUSTED, cleans temp files, and the daemon keeps serving', async (t) => {
+test('a full disk fails the pull with RESOURCE_EXHAUSTED, cleans temp files, and the daemon keeps serving', ROOT_ONLY, async (t) => {
   const registry = await startRegistry();
   const mnt = await mkdtemp(join(tmpdir(), 'berth-tinyfs-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt]);

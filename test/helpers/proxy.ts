@@ -1,5 +1,5 @@
-// A fault-injecting HTTP proxy in front of a real registry: counts requests, and can stall or
-// corrupt blob downloads. Tests use it to make a crash land mid-pull, or to prove a corrupt blob
+// A fault-injecting HTTP proxy in front of a real registry: counts requests, can stall or corrupt
+// blob downloads, and can hold chosen blobs at a barrier until the test releases them. Tests use it to make a crash land mid-pull, or to prove a corrupt blob
 // is caught, without any fake of berth's own code.
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +15,15 @@ export interface ProxyControls {
   corruptBlobs?: boolean;
   /** Resolves on the first stalled blob response. */
   stalled: Promise<void>;
+  /**
+   * Holds every request for these blob digests (not forwarded yet) until the returned function is
+   * called, so concurrent pulls are sure to overlap at the registry.
+   */
+  hold(digests: readonly string[]): () => void;
+  /** GET requests seen so far for a blob digest, in any repository. */
+  blobGets(digest: string): number;
+  /** Responses still open: a stalled download the daemon has not hung up on counts. */
+  openResponses(): number;
   close(): Promise<void>;
 }
 
@@ -25,12 +34,36 @@ export async function startProxy(targetPort: number): Promise<ProxyControls> {
   });
   const open = new Set<ServerResponse>();
   const controls = { requests: [] as string[], stalled } as ProxyControls;
+  const gets: string[] = [];
+  let held: { digests: Set<string>; open: Promise<void> } | undefined;
+  controls.hold = (digests) => {
+    let release: () => void = () => undefined;
+    const open = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    held = { digests: new Set(digests), open };
+    return () => {
+      held = undefined;
+      release();
+    };
+  };
+  controls.openResponses = () => open.size;
+  controls.blobGets = (digest) => gets.filter((p) => p.endsWith(`/blobs/${digest}`)).length;
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = req.url ?? '/';
     controls.requests.push(path);
+    if (req.method === 'GET') gets.push(path);
     open.add(res);
     res.once('close', () => open.delete(res));
+    const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(path)?.[1];
+    const barrier = digest !== undefined && held?.digests.has(digest) ? held.open : undefined;
+    if (barrier) void barrier.then(() => forward(req, res, path));
+    else forward(req, res, path);
+  };
+
+  const forward = (req: IncomingMessage, res: ServerResponse, path: string): void => {
+    if (res.destroyed) return;
     const upstream = request(
       { host: '127.0.0.1', port: targetPort, path, method: req.method, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` } },
       (up) => {

@@ -32,6 +32,7 @@ password = "p"
 ca_file = "/etc/ssl/private-ca.pem"
 [runtime]
 default_handler = "crun"
+conmon_path = "/usr/libexec/crio/conmon"
 [runtime.handlers.kata]
 path = "/opt/kata/bin/kata-runtime"
 `);
@@ -47,6 +48,13 @@ path = "/opt/kata/bin/kata-runtime"
   assert.equal(cfg.runtime.defaultHandler, 'crun');
   assert.equal(cfg.runtime.handlers.kata?.path, '/opt/kata/bin/kata-runtime');
   assert.equal(cfg.runtime.handlers.runc?.path, 'runc');
+  assert.equal(cfg.runtime.conmonPath, '/usr/libexec/crio/conmon');
+  assert.equal(cfg.runtime.infraPath, 'catatonit');
+});
+
+test('network keys are read', () => {
+  const c = parseConfigText('[network]\ncni_conf_dir = "/c"\ndefault_subnet = "10.1.0.0/16,fd00::/64"\ndefault_bridge = "br9"\nplugin_timeout = 5');
+  assert.deepEqual(c.network, { cniConfDir: '/c', cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'], defaultSubnet: '10.1.0.0/16,fd00::/64', defaultBridge: 'br9', pluginTimeoutSeconds: 5 });
 });
 
 test('typos, wrong types and bad values are refused naming the key', () => {
@@ -59,6 +67,9 @@ test('typos, wrong types and bad values are refused naming the key', () => {
     ['[runtime]\ndefault_handler = "nope"', /default_handler "nope" is not in runtime\.handlers/],
     ['root = 3', /root must be a string/],
     ['this is not toml', /not valid TOML/],
+    ['[network]\ndefault_subnet = "10.88.0.0"', /network\.default_subnet: "10\.88\.0\.0" is not a subnet/],
+    ['[network]\ndefault_bridge = "a-bridge-name-too-long"', /network\.default_bridge must be a Linux interface name/],
+    ['[network]\nplugin_timeout = 0', /network\.plugin_timeout must be an integer from 1 to 600/],
   ];
   for (const [text, re] of cases) assert.throws(() => parseConfigText(text), (err: Error) => err instanceof ConfigError && re.test(err.message), text);
 });

@@ -1,15 +1,20 @@
 // Snapshot store: atomic appearance under the chain ID, shared concurrent unpacks, crash leftovers.
-import { test, type TestContext } from 'node:test';
+// Layers go in as the pull pipeline puts them: unpackWith() filled by the unpack worker pool.
+import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { pack, type Header } from 'tar-stream';
-import { SnapshotStore } from '../../src/snapshot/store.ts';
+import { SnapshotStore, type SnapshotInfo } from '../../src/snapshot/store.ts';
+import { UnpackPool } from '../../src/snapshot/unpack-pool.ts';
+import { until } from '../helpers/poll.ts';
 import { chainIds, digestHex, sha256 } from '../../src/util/digest.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 type Entry = Partial<Header> & { name: string; data?: string };
 
@@ -36,6 +41,22 @@ async function layer(entries: Entry[]): Promise<Layer> {
   return { tar, diffId: sha256(tar) };
 }
 
+const pool = new UnpackPool(2);
+after(() => pool.close());
+
+/** What the pull pipeline does with a layer stream (src/image/pull.ts), minus the registry. */
+function unpack(store: SnapshotStore, chainId: string, parent: string | null, diffId: string, tar: Readable): Promise<SnapshotInfo> {
+  return store.unpackWith(chainId, parent, diffId, {
+    fill: (dir) => pool.unpack(dir, tar, [], diffId, `test layer ${diffId}`),
+    skip: async () => {
+      const drained = finished(tar).catch(() => {});
+      tar.resume();
+      await drained;
+    },
+    cancel: () => tar.destroy(),
+  });
+}
+
 async function newStore(t: TestContext): Promise<{ root: string; store: SnapshotStore }> {
   const base = await mkdtemp(join(tmpdir(), 'berth-snapshots-'));
   t.after(() => rm(base, { recursive: true, force: true }));
@@ -47,15 +68,15 @@ async function newStore(t: TestContext): Promise<{ root: string; store: Snapshot
 
 const entriesOf = async (root: string): Promise<string[]> => (await readdir(root)).sort();
 
-test('unpack appears atomically under the chain ID with its info', async (t) => {
+test('unpack appears atomically under the chain ID with its info', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const base = await layer([{ name: 'etc/os-release', data: 'ID=base\n' }]);
   const top = await layer([{ name: 'app', data: 'hello' }, { name: '.wh.etc', data: '' }]);
   const [baseId, topId] = chainIds([base.diffId, top.diffId]) as [string, string];
 
-  const info = await store.unpack(baseId, null, base.diffId, Readable.from([base.tar]));
+  const info = await unpack(store, baseId, null, base.diffId, Readable.from([base.tar]));
   assert.deepEqual({ ...info, createdAt: '' }, { chainId: baseId, diffId: base.diffId, parent: null, size: 8, inodes: 3, createdAt: '' });
-  await store.unpack(topId, baseId, top.diffId, Readable.from([top.tar]));
+  await unpack(store, topId, baseId, top.diffId, Readable.from([top.tar]));
 
   assert.deepEqual(await entriesOf(root), [digestHex(baseId), digestHex(topId)].sort(), 'no temp dirs left');
   assert.deepEqual(await entriesOf(join(root, digestHex(topId))), ['fs', 'info.json']);
@@ -74,21 +95,21 @@ test('unpack appears atomically under the chain ID with its info', async (t) => 
   assert.deepEqual((await reopened.list()).map((s) => s.chainId).sort(), [baseId, topId].sort(), 'index rebuilt from disk');
 });
 
-test('concurrent unpacks of one chain ID share a single operation', async (t) => {
+test('concurrent unpacks of one chain ID share a single operation', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'f', data: 'x'.repeat(5000) }]);
   const [id] = chainIds([l.diffId]) as [string];
 
   const slow = new PassThrough();
-  const first = store.unpack(id, null, l.diffId, slow);
+  const first = unpack(store, id, null, l.diffId, slow);
   slow.write(l.tar.subarray(0, 1024));
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await until('the first unpack to start', async () => (await entriesOf(root)).some((n) => n.startsWith('.tmp-')));
   const second = new PassThrough();
   let secondDrained = false;
   second.on('end', () => {
     secondDrained = true;
   });
-  const again = store.unpack(id, null, l.diffId, second);
+  const again = unpack(store, id, null, l.diffId, second);
   second.end(l.tar);
   const temps = (await entriesOf(root)).filter((n) => n.startsWith('.tmp-'));
   assert.equal(temps.length, 1, 'one unpack in progress');
@@ -100,59 +121,60 @@ test('concurrent unpacks of one chain ID share a single operation', async (t) =>
   assert.deepEqual(await entriesOf(root), [digestHex(id)]);
 
   const third = Readable.from([l.tar]);
-  assert.deepEqual(await store.unpack(id, null, l.diffId, third), a, 'an existing snapshot is returned');
+  assert.deepEqual(await unpack(store, id, null, l.diffId, third), a, 'an existing snapshot is returned');
   assert.equal(third.readableEnded, true);
 });
 
-test('two stores racing on one root: the first rename wins, the loser discards its copy', async (t) => {
+test('two stores racing on one root: the first rename wins, the loser discards its copy', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const other = new SnapshotStore(root);
   const l = await layer([{ name: 'f', data: 'same' }]);
   const [id] = chainIds([l.diffId]) as [string];
   const [a, b] = await Promise.all([
-    store.unpack(id, null, l.diffId, Readable.from([l.tar])),
-    other.unpack(id, null, l.diffId, Readable.from([l.tar])),
+    unpack(store, id, null, l.diffId, Readable.from([l.tar])),
+    unpack(other, id, null, l.diffId, Readable.from([l.tar])),
   ]);
   assert.equal(a.chainId, b.chainId);
   assert.deepEqual(await entriesOf(root), [digestHex(id)]);
   assert.deepEqual(await entriesOf(join(root, digestHex(id))), ['fs', 'info.json']);
 });
 
-test('a stream failing mid-layer leaves nothing under the real name', async (t) => {
+test('a stream failing mid-layer leaves nothing under the real name', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'big', data: 'y'.repeat(100_000) }]);
   const [id] = chainIds([l.diffId]) as [string];
   const source = new PassThrough();
-  const job = store.unpack(id, null, l.diffId, source);
+  const job = unpack(store, id, null, l.diffId, source);
   source.write(l.tar.subarray(0, 20_000));
-  setTimeout(() => source.destroy(new Error('connection reset')), 10);
+  await until('the unpack to start', async () => (await entriesOf(root)).some((n) => n.startsWith('.tmp-')));
+  source.destroy(new Error('connection reset'));
   await assert.rejects(job, /connection reset/);
   assert.equal(await store.has(id), false);
   assert.deepEqual(await entriesOf(root), [], 'temp dir removed too');
 
   const hostile = await layer([{ name: '../../escape', data: 'x' }]);
   const [hid] = chainIds([hostile.diffId]) as [string];
-  await assert.rejects(store.unpack(hid, null, hostile.diffId, Readable.from([hostile.tar])), (err: unknown) => {
+  await assert.rejects(unpack(store, hid, null, hostile.diffId, Readable.from([hostile.tar])), (err: unknown) => {
     assert.ok(err instanceof BerthError && err.kind === 'invalid-argument');
     return true;
   });
   assert.deepEqual(await entriesOf(root), []);
 });
 
-test('chain IDs are checked against parent + diff ID', async (t) => {
+test('chain IDs are checked against parent + diff ID', ROOT_ONLY, async (t) => {
   const { store } = await newStore(t);
   const l = await layer([{ name: 'f', data: 'z' }]);
   const wrong = sha256('not this layer');
-  await assert.rejects(store.unpack(wrong, null, l.diffId, Readable.from([l.tar])), /does not match/);
-  await assert.rejects(store.unpack(l.diffId, wrong, l.diffId, Readable.from([l.tar])), /does not match/);
-  await assert.rejects(store.unpack('sha256:nope', null, l.diffId, Readable.from([l.tar])), /not a sha256 digest/);
+  await assert.rejects(unpack(store, wrong, null, l.diffId, Readable.from([l.tar])), /does not match/);
+  await assert.rejects(unpack(store, l.diffId, wrong, l.diffId, Readable.from([l.tar])), /does not match/);
+  await assert.rejects(unpack(store, 'sha256:nope', null, l.diffId, Readable.from([l.tar])), /not a sha256 digest/);
 });
 
-test('cleanup sweeps temp dirs and snapshot dirs without valid info; remove deletes', async (t) => {
+test('cleanup sweeps temp dirs and snapshot dirs without valid info; remove deletes', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'keep', data: 'k' }]);
   const [id] = chainIds([l.diffId]) as [string];
-  await store.unpack(id, null, l.diffId, Readable.from([l.tar]));
+  await unpack(store, id, null, l.diffId, Readable.from([l.tar]));
 
   await mkdir(join(root, '.tmp-crashed', 'fs', 'half'), { recursive: true });
   await writeFile(join(root, '.tmp-crashed', 'fs', 'half', 'file'), 'partial');
@@ -172,12 +194,12 @@ test('cleanup sweeps temp dirs and snapshot dirs without valid info; remove dele
   assert.deepEqual(await fresh.usage(), { bytes: 0, inodes: 0 });
 });
 
-test('remove leaves an in-flight unpack alone', async (t) => {
+test('remove leaves an in-flight unpack alone', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);
   const l = await layer([{ name: 'f', data: 'w' }]);
   const [id] = chainIds([l.diffId]) as [string];
   const source = new PassThrough();
-  const job = store.unpack(id, null, l.diffId, source);
+  const job = unpack(store, id, null, l.diffId, source);
   assert.equal(await store.remove(id), false);
   source.end(l.tar);
   await job;

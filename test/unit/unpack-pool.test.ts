@@ -9,8 +9,9 @@ import { Readable } from 'node:stream';
 import { UnpackPool } from '../../src/snapshot/unpack-pool.ts';
 import { buildLayer } from '../helpers/images.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
-test('a pool of one survives a failed layer and unpacks the layers queued behind it', async (t) => {
+test('a pool of one survives a failed layer and unpacks the layers queued behind it', ROOT_ONLY, async (t) => {
   const base = await mkdtemp(join(tmpdir(), 'berth-pool-'));
   const pool = new UnpackPool(1);
   t.after(async () => {

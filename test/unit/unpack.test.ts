@@ -12,6 +12,7 @@ import { Readable, Transform } from 'node:stream';
 import { pack, type Header } from 'tar-stream';
 import { unpackLayer } from '../../src/snapshot/unpack.ts';
 import { BerthError } from '../../src/util/errors.ts';
+import { ROOT_ONLY } from '../helpers/root.ts';
 
 type Entry = Partial<Header> & { name: string; data?: string | Buffer; pax?: Record<string, string> };
 
@@ -88,7 +89,7 @@ async function assertRejected(t: TestContext, entries: Entry[], pattern: RegExp)
 const major = (rdev: number): number => (rdev >> 8) & 0xfff;
 const minor = (rdev: number): number => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
 
-test('unpacks files, dirs, symlinks, hardlinks, devices and fifos', async (t) => {
+test('unpacks files, dirs, symlinks, hardlinks, devices and fifos', ROOT_ONLY, async (t) => {
   const dir = await tempDir(t, 'layer');
   const stats = await unpackLayer(
     streamOf(
@@ -123,7 +124,7 @@ test('unpacks files, dirs, symlinks, hardlinks, devices and fifos', async (t) =>
   assert.ok(statSync(join(dir, 'run')).isDirectory(), 'implicit parent dir created');
 });
 
-test('streams large files intact across chunk boundaries', async (t) => {
+test('streams large files intact across chunk boundaries', ROOT_ONLY, async (t) => {
   const big = randomBytes(3 * 1024 * 1024 + 17);
   const dir = await tempDir(t, 'layer');
   const stats = await unpackLayer(
@@ -135,7 +136,7 @@ test('streams large files intact across chunk boundaries', async (t) => {
   assert.equal(stats.bytes, big.length + 1);
 });
 
-test('applies numeric ownership, special mode bits and mtimes (dirs last)', async (t) => {
+test('applies numeric ownership, special mode bits and mtimes (dirs last)', ROOT_ONLY, async (t) => {
   const dir = await unpack(t, [
     { name: 'opt', type: 'directory', mode: 0o2775, uid: 1234, gid: 4321, mtime: new Date('2001-02-03T04:05:06Z') },
     { name: 'opt/suid', data: '#!/bin/sh\n', mode: 0o4755, uid: 1234, gid: 4321, mtime: new Date('2010-01-01T00:00:00Z') },
@@ -160,7 +161,7 @@ test('applies numeric ownership, special mode bits and mtimes (dirs last)', asyn
   assert.deepEqual([rootFile.uid, rootFile.gid, rootFile.mode & 0o7777], [0, 0, 0o600]);
 });
 
-test('a setgid target dir does not leak its group into root-owned entries', async (t) => {
+test('a setgid target dir does not leak its group into root-owned entries', ROOT_ONLY, async (t) => {
   const dir = await tempDir(t, 'setgid');
   execFileSync('chown', ['0:777', dir]);
   execFileSync('chmod', ['2755', dir]);
@@ -170,7 +171,7 @@ test('a setgid target dir does not leak its group into root-owned entries', asyn
   assert.equal(statSync(join(dir, 'sub')).mode & 0o7777, 0o755);
 });
 
-test('PAX records: xattrs (binary too), sub-second mtime, long names, big uids', async (t) => {
+test('PAX records: xattrs (binary too), sub-second mtime, long names, big uids', ROOT_ONLY, async (t) => {
   const long = `${'d'.repeat(120)}/${'e'.repeat(120)}/${'f'.repeat(150)}.txt`;
   const tar = await tarOf([
     { name: 'attrs', data: 'x', pax: { 'SCHILY.xattr.user.foo': 'bar', 'SCHILY.xattr.trusted.overlay.opaque': 'y' } },
@@ -217,7 +218,7 @@ function describeTree(root: string): string[] {
   return out;
 }
 
-test('round-trips real GNU tar output (gnu and posix formats)', async (t) => {
+test('round-trips real GNU tar output (gnu and posix formats)', ROOT_ONLY, async (t) => {
   const src = await tempDir(t, 'src');
   const long = join('x'.repeat(90), 'y'.repeat(90), 'z'.repeat(90));
   await mkdir(join(src, long), { recursive: true });
@@ -244,7 +245,7 @@ test('round-trips real GNU tar output (gnu and posix formats)', async (t) => {
   }
 });
 
-test('whiteouts become 0/0 char devices and opaque markers set trusted.overlay.opaque', async (t) => {
+test('whiteouts become 0/0 char devices and opaque markers set trusted.overlay.opaque', ROOT_ONLY, async (t) => {
   const dir = await tempDir(t, 'layer');
   const stats = await unpackLayer(
     streamOf(
@@ -274,7 +275,7 @@ test('whiteouts become 0/0 char devices and opaque markers set trusted.overlay.o
   assert.deepEqual(await readdir(join(dir, 'var')), ['keep']);
 });
 
-test('stacked layers mount as a real overlay with whiteouts and opaque dirs honoured', async (t) => {
+test('stacked layers mount as a real overlay with whiteouts and opaque dirs honoured', ROOT_ONLY, async (t) => {
   const lower = await unpack(t, [
     { name: 'a', data: 'a' },
     { name: 'b/', type: 'directory' },
@@ -303,7 +304,7 @@ test('stacked layers mount as a real overlay with whiteouts and opaque dirs hono
   }
 });
 
-test('later entries replace earlier ones without writing through them', async (t) => {
+test('later entries replace earlier ones without writing through them', ROOT_ONLY, async (t) => {
   const out = await sentinel(t);
   const dir = await unpack(t, [
     { name: 'f', data: 'old' },
@@ -335,7 +336,7 @@ test('later entries replace earlier ones without writing through them', async (t
   out.unchanged();
 });
 
-test('names are normalised: ./ and absolute names land inside the layer', async (t) => {
+test('names are normalised: ./ and absolute names land inside the layer', ROOT_ONLY, async (t) => {
   const dir = await unpack(t, [
     { name: './', type: 'directory', mode: 0o755, mtime: new Date('2005-05-05T00:00:00Z') },
     { name: './etc/os-release', data: 'ID=test' },
@@ -348,7 +349,7 @@ test('names are normalised: ./ and absolute names land inside the layer', async 
   assert.equal(statSync(dir).mtime.toISOString(), '2005-05-05T00:00:00.000Z', 'root entry metadata applies to the layer root');
 });
 
-test('hostile: .. cannot climb out of the layer', async (t) => {
+test('hostile: .. cannot climb out of the layer', ROOT_ONLY, async (t) => {
   const out = await sentinel(t);
   await assertRejected(t, [{ name: '../escape', data: 'x' }], /escapes the layer root/);
   await assertRejected(t, [{ name: 'a/../../escape', data: 'x' }], /escapes the layer root/);
@@ -357,7 +358,7 @@ test('hostile: .. cannot climb out of the layer', async (t) => {
   assert.equal(existsSync(join(tmpdir(), 'escape')), false);
 });
 
-test('hostile: a symlink in the layer is never followed as a parent', async (t) => {
+test('hostile: a symlink in the layer is never followed as a parent', ROOT_ONLY, async (t) => {
   const out = await sentinel(t);
   await assertRejected(
     t,
@@ -394,7 +395,7 @@ test('hostile: a symlink in the layer is never followed as a parent', async (t) 
   out.unchanged();
 });
 
-test('hostile: hardlinks must point at entries of this layer, not through symlinks', async (t) => {
+test('hostile: hardlinks must point at entries of this layer, not through symlinks', ROOT_ONLY, async (t) => {
   const out = await sentinel(t);
   await assertRejected(t, [{ name: 'pw', type: 'link', linkname: '../../etc/passwd' }], /escapes the layer root/);
   await assertRejected(t, [{ name: 'pw', type: 'link', linkname: '/etc/passwd' }], /not in this layer/);
@@ -419,7 +420,7 @@ test('hostile: hardlinks must point at entries of this layer, not through symlin
   out.unchanged();
 });
 
-test('malformed input: truncated tar, bad checksum, stream errors, non-empty target', async (t) => {
+test('malformed input: truncated tar, bad checksum, stream errors, non-empty target', ROOT_ONLY, async (t) => {
   const tar = await tarOf([{ name: 'f', data: 'x'.repeat(2000) }]);
   const truncated = await tempDir(t, 'trunc');
   await assert.rejects(unpackLayer(streamOf(tar.subarray(0, 1500)), truncated), /ends in the middle/);
@@ -445,7 +446,7 @@ test('malformed input: truncated tar, bad checksum, stream errors, non-empty tar
   await assert.rejects(unpackLayer(streamOf(tar), full), /not empty/);
 });
 
-test('consumes trailing padding so upstream hashing sees every byte', async (t) => {
+test('consumes trailing padding so upstream hashing sees every byte', ROOT_ONLY, async (t) => {
   const tar = Buffer.concat([await tarOf([{ name: 'f', data: 'x' }]), Buffer.alloc(8192)]);
   let seen = 0;
   const counter = new Transform({

@@ -42,11 +42,6 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-export interface BlobOptions extends RequestOptions {
-  /** Resume from this byte (Range request); the result says where the body really starts. */
-  offset?: number;
-}
-
 export interface Descriptor {
   mediaType: string;
   digest: string;
@@ -58,10 +53,8 @@ export interface FetchedManifest extends Descriptor {
 }
 
 export interface BlobResponse {
-  /** The blob's bytes from `offset` on, streamed from the registry. Digest checking is the reader's job. */
+  /** The blob's bytes, streamed from the registry. Digest checking is the reader's job. */
   body: Readable;
-  /** Byte position of the body's first byte: the requested offset, or 0 if the server ignored the Range. */
-  offset: number;
   /** Total blob size when the server said it. */
   size?: number;
   /** Base URL of the endpoint that served it. */
@@ -109,31 +102,6 @@ export class RegistryClient {
   }
 
   /**
-   * The descriptor `ref` points at (by digest if it has one, else by tag), from a HEAD request when
-   * the registry answers it fully, else from the manifest itself.
-   */
-  async resolve(ref: ImageRef, options: RequestOptions = {}): Promise<Descriptor> {
-    const reference = manifestReference(ref);
-    return this.#acrossEndpoints(ref, `resolve ${refString(ref)}`, options, async (ep, creds) => {
-      const res = await this.#exchange(ep, ref, creds, this.#manifestExchange(ref, reference, 'HEAD'), options.signal);
-      const status = res.statusCode ?? 0;
-      if (status !== 200 && status !== 405) throw await this.#statusError(ep, ref, res, 'manifest');
-      discard(res);
-      const digest = header(res, 'docker-content-digest');
-      const size = Number(header(res, 'content-length'));
-      const mediaType = header(res, 'content-type')?.split(';')[0]?.trim();
-      if (status === 200 && digest !== undefined && isDigest(digest) && Number.isInteger(size) && mediaType) {
-        if (isSchema1MediaType(mediaType)) throw schema1Error(ref);
-        if (isDigest(reference) && digest !== reference) throw digestMismatch(ep, ref, reference, digest);
-        return { mediaType, digest, size };
-      }
-      // Incomplete HEAD answer (or HEAD not allowed): fetch the manifest itself.
-      const { mediaType: mt, digest: d, size: s } = await this.#manifestFrom(ep, ref, reference, creds, options.signal);
-      return { mediaType: mt, digest: d, size: s };
-    });
-  }
-
-  /**
    * The manifest named by `reference` (a tag or a digest) in `ref`'s repository. Schema 1 manifests
    * are refused; when `reference` is a digest the bytes are checked against it.
    */
@@ -145,28 +113,15 @@ export class RegistryClient {
 
   /**
    * Streams blob `digest` of `ref`'s repository, following redirects to storage. The answer says
-   * where the body starts (a resumed download asks for `offset`; a server that ignores Range starts
-   * at 0 again), the total size, and which endpoint served it.
+   * the total size and which endpoint served it.
    */
-  async fetchBlob(ref: ImageRef, digest: string, options: BlobOptions = {}): Promise<BlobResponse> {
+  async fetchBlob(ref: ImageRef, digest: string, options: RequestOptions = {}): Promise<BlobResponse> {
     assertDigest(digest, 'blob digest');
-    const offset = options.offset ?? 0;
     return this.#acrossEndpoints(ref, `fetch blob ${digest} of ${formatName(ref)}`, options, async (ep, creds) => {
-      const headers: Record<string, string> = {};
-      if (offset > 0) headers.range = `bytes=${offset}-`;
-      const res = await this.#exchange(ep, ref, creds, { method: 'GET', path: `/v2/${ref.path}/blobs/${digest}`, headers }, options.signal);
-      const status = res.statusCode ?? 0;
-      if (status === 200) {
+      const res = await this.#exchange(ep, ref, creds, { method: 'GET', path: `/v2/${ref.path}/blobs/${digest}`, headers: {} }, options.signal);
+      if (res.statusCode === 200) {
         const length = Number(header(res, 'content-length'));
-        return { body: res, offset: 0, size: Number.isInteger(length) ? length : undefined, endpoint: ep.base };
-      }
-      if (status === 206) {
-        const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header(res, 'content-range') ?? '');
-        if (m === null) {
-          discard(res);
-          throw failedPrecondition(`${endpointLabel(ep)} answered a ranged request for blob ${digest} without a usable Content-Range`);
-        }
-        return { body: res, offset: Number(m[1]), size: m[2] === '*' ? undefined : Number(m[2]), endpoint: ep.base };
+        return { body: res, size: Number.isInteger(length) ? length : undefined, endpoint: ep.base };
       }
       throw await this.#statusError(ep, ref, res, `blob ${digest}`);
     });

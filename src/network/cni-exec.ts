@@ -1,0 +1,124 @@
+// Running one CNI plugin binary for one command (ADD, DEL, CHECK) the way the CNI spec says:
+// parameters in CNI_* environment variables, the network config on stdin, the result or a
+// structured error on stdout.
+import { access, constants } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BerthError, failedPrecondition } from '../util/errors.ts';
+import { runCommand } from '../util/run-command.ts';
+import type { NetworkList, PluginConf } from './cni-config.ts';
+
+export type CniCommand = 'ADD' | 'DEL' | 'CHECK';
+
+export interface PluginCall {
+  command: CniCommand;
+  network: NetworkList;
+  plugin: PluginConf;
+  binDirs: readonly string[];
+  containerId: string;
+  /** Path of the pinned netns; '' when it is gone (allowed for DEL). */
+  netns: string;
+  ifName: string;
+  /** `K1=V1;K2=V2` for CNI_ARGS. */
+  args: string;
+  /** Values for capabilities (`portMappings`, `dns`, `cgroupPath`); each goes only to plugins that declare it. */
+  capabilityArgs: Record<string, unknown>;
+  prevResult?: unknown;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** Where the plugin's binary is, or a failure that says what to install or configure. */
+export async function findPlugin(type: string, binDirs: readonly string[]): Promise<string> {
+  for (const dir of binDirs) {
+    const path = join(dir, type);
+    try {
+      await access(path, constants.X_OK);
+      return path;
+    } catch {
+      // try the next directory
+    }
+  }
+  throw failedPrecondition(
+    `CNI plugin "${type}" not found in ${binDirs.join(', ')}: install containernetworking-plugins or set [network] cni_bin_dirs`,
+  );
+}
+
+/** The stdin document: the plugin's own config plus what the runtime adds for this call. */
+export function pluginStdin(call: PluginCall): string {
+  const conf: Record<string, unknown> = { ...call.plugin, name: call.network.name, cniVersion: call.network.cniVersion };
+  const runtimeConfig: Record<string, unknown> = {};
+  for (const [cap, enabled] of Object.entries(call.plugin.capabilities ?? {})) {
+    if (enabled === true && call.capabilityArgs[cap] !== undefined) runtimeConfig[cap] = call.capabilityArgs[cap];
+  }
+  if (Object.keys(runtimeConfig).length > 0) conf.runtimeConfig = runtimeConfig;
+  if (call.prevResult !== undefined) conf.prevResult = call.prevResult;
+  return JSON.stringify(conf);
+}
+
+/** The plugin's own words from a CNI error object on stdout, else its stderr. */
+function pluginError(stdout: string, stderr: string): string {
+  try {
+    const e = JSON.parse(stdout) as { code?: unknown; msg?: unknown; details?: unknown };
+    if (typeof e.msg === 'string') {
+      return `${e.msg}${typeof e.details === 'string' && e.details ? `: ${e.details}` : ''}${typeof e.code === 'number' ? ` (CNI error ${e.code})` : ''}`;
+    }
+  } catch {
+    // not JSON: fall through to the raw text
+  }
+  return (stderr.trim() || stdout.trim() || 'no output').slice(0, 2000);
+}
+
+/**
+ * Runs the plugin; resolves with the parsed result for ADD (undefined for DEL and CHECK). Failures
+ * are BerthErrors that name the plugin, the command and the network.
+ */
+export async function execPlugin(call: PluginCall): Promise<unknown> {
+  const binary = await findPlugin(call.plugin.type, call.binDirs);
+  const step = `CNI plugin ${call.plugin.type} ${call.command} (network ${call.network.name})`;
+  const env: NodeJS.ProcessEnv = {
+    // Plugins run iptables, ip and friends, so they need a PATH; nothing else of ours leaks to them.
+    PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    CNI_COMMAND: call.command,
+    CNI_CONTAINERID: call.containerId,
+    CNI_NETNS: call.netns,
+    CNI_IFNAME: call.ifName,
+    CNI_ARGS: call.args,
+    CNI_PATH: call.binDirs.join(':'),
+  };
+  let out;
+  try {
+    out = await runCommand(binary, [], { step, input: pluginStdin(call), env, timeoutMs: call.timeoutMs, signal: call.signal });
+  } catch (err) {
+    const e = err as BerthError & { stdout?: string; stderr?: string };
+    if (e.kind === 'unavailable' && (e.stdout !== undefined || e.stderr !== undefined)) {
+      throw new BerthError('unavailable', `${step} failed: ${pluginError(e.stdout ?? '', e.stderr ?? '')}`, { cause: err });
+    }
+    throw err;
+  }
+  if (call.command !== 'ADD') return undefined;
+  try {
+    const result = JSON.parse(out.stdout) as unknown;
+    if (typeof result !== 'object' || result === null) throw new Error('not an object');
+    return result;
+  } catch (err) {
+    throw new BerthError('unavailable', `${step} returned no valid result (${(err as Error).message}): ${out.stdout.slice(0, 500)}`);
+  }
+}
+
+/** IP addresses from an ADD result on the pod's interface, IPv4 first, without prefix lengths. */
+export function resultIps(result: unknown, ifName: string): string[] {
+  const r = result as { interfaces?: unknown; ips?: unknown };
+  const interfaces = Array.isArray(r?.interfaces) ? (r.interfaces as Array<{ name?: unknown; sandbox?: unknown }>) : [];
+  const ips = Array.isArray(r?.ips) ? (r.ips as Array<{ address?: unknown; interface?: unknown }>) : [];
+  const found: string[] = [];
+  for (const ip of ips) {
+    if (typeof ip?.address !== 'string') continue;
+    // An IP tied to an interface counts only when that is the pod's one (not the bridge on the host).
+    if (typeof ip.interface === 'number') {
+      const iface = interfaces[ip.interface];
+      if (!iface || iface.name !== ifName || !iface.sandbox) continue;
+    }
+    found.push(ip.address.split('/')[0] as string);
+  }
+  return [...found.filter((a) => !a.includes(':')), ...found.filter((a) => a.includes(':'))];
+}

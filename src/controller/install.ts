@@ -145,7 +145,8 @@ export async function install(o: InstallOptions, signal: AbortSignal): Promise<v
   if (previous && previous !== o.version) {
     await flipCurrent(o.hostRoot, previous);
     await o.systemctl(['restart', UNIT_NAME], signal);
-    const back = await answers(o.hostRoot, o.waitMs);
+    // The previous version is known to work: give it at least a minute to come back.
+    const back = await answers(o.hostRoot, Math.max(o.waitMs, 60_000));
     const outcome = back === undefined ? `${previous} serves again` : `${previous} does not answer either (${back})`;
     throw new Error(`berthd ${o.version} did not answer CRI Status within ${o.waitMs / 1000} s (${failure}); switched back to ${previous}: ${outcome}`);
   }

@@ -13,6 +13,7 @@ import { NodeAgent } from './agent.ts';
 import { Aggregator } from './aggregator.ts';
 import { parseAddr, serve } from './http.ts';
 import { install, uninstall } from './install.ts';
+import { revertKubelet, switchKubelet } from './kubelet-switch.ts';
 import { hostSystemctl } from './host-systemd.ts';
 
 const HELP = `berth-controller ${BERTH_VERSION} — berth's Kubernetes node agent and aggregator
@@ -22,6 +23,7 @@ Usage: berth-controller --role node-agent --node-name NAME [flags]
        berth-controller install --host-root DIR [--version V] [--source DIR] [--config-template FILE]
                         [--systemctl "CMD ..."] [--wait-seconds N]
        berth-controller uninstall --host-root DIR [--systemctl "CMD ..."]
+       berth-controller switch-kubelet --host-root DIR [--revert] [--systemctl "CMD ..."]
 
 Flags:
   --role ROLE              node-agent or aggregator
@@ -63,10 +65,13 @@ HOST/opt/berth/VERSION, flips HOST/opt/berth/current, writes berthd.service and 
 (--wait-seconds, default 60), switching back to the previous version if it does not answer.
 --systemctl defaults to "/berth/bin/busybox chroot HOST systemctl".
 uninstall: stops and removes berthd's unit and /opt/berth; keeps /var/lib/berth and /etc/berth.
+switch-kubelet: points the kubelet's runtime and image endpoints at berth in every file it keeps
+them in (kubeadm config.yaml and kubeadm-flags.env, k3s config.yaml), saving each original once as
+FILE.berth-backup, and restarts the kubelet; --revert restores the originals byte for byte.
 `;
 
 /** `install` and `uninstall`: the DaemonSet's init containers (src/controller/install.ts). */
-async function hostCommand(command: 'install' | 'uninstall', argv: string[]): Promise<number> {
+async function hostCommand(command: 'install' | 'uninstall' | 'switch-kubelet', argv: string[]): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -80,6 +85,7 @@ async function hostCommand(command: 'install' | 'uninstall', argv: string[]): Pr
         systemctl: { type: 'string' },
         'wait-seconds': { type: 'string', default: '60' },
         'log-level': { type: 'string', default: 'info' },
+        revert: { type: 'boolean', default: false },
       },
     }));
     if (!values['host-root']) throw new Error('--host-root is required (the DaemonSet mounts the host at /host)');
@@ -95,7 +101,10 @@ async function hostCommand(command: 'install' | 'uninstall', argv: string[]): Pr
   process.once('SIGTERM', () => ac.abort());
   try {
     if (command === 'uninstall') await uninstall({ hostRoot, systemctl, log }, ac.signal);
-    else {
+    else if (command === 'switch-kubelet') {
+      const files = values.revert ? await revertKubelet(hostRoot, systemctl, ac.signal) : await switchKubelet(hostRoot, systemctl, ac.signal);
+      log.info({ files, revert: values.revert }, values.revert ? 'kubelet configuration restored' : 'kubelet pointed at berth');
+    } else {
       // In the image the bundle is /berth/app/dist/lib/berth-controller.js; the tree is /berth.
       const source = values.source ?? new URL('../../../', `file://${process.argv[1] ?? '/berth/app/dist/lib/x'}`).pathname;
       await install({ hostRoot, version: values.version, source, configTemplate: values['config-template'], systemctl, log, waitMs: num(values['wait-seconds'], '--wait-seconds', 60) * 1000 }, ac.signal);
@@ -109,7 +118,7 @@ async function hostCommand(command: 'install' | 'uninstall', argv: string[]): Pr
 }
 
 export async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'install' || argv[0] === 'uninstall') return hostCommand(argv[0], argv.slice(1));
+  if (argv[0] === 'install' || argv[0] === 'uninstall' || argv[0] === 'switch-kubelet') return hostCommand(argv[0], argv.slice(1));
   let values;
   try {
     ({ values } = parseArgs({

@@ -18,7 +18,7 @@ import type { ImageRecord, LayerRecord } from './records.ts';
 import { chainIds } from '../util/digest.ts';
 import { BerthError, throwMostTelling } from '../util/errors.ts';
 import { Tee } from '../snapshot/layer-stream.ts';
-import type { UnpackPool } from '../snapshot/unpack-pool.ts';
+import { INLINE_MAX, type UnpackPool } from '../snapshot/unpack-pool.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { SharedWork } from '../util/shared-work.ts';
 
@@ -85,11 +85,16 @@ export class Puller {
       chainId: chains[i] as string,
     }));
     const started = Date.now();
+    const big = await Promise.all(layers.map(async (l) => l.size > INLINE_MAX && !(await this.deps.snapshots.has(l.chainId))));
+    this.deps.unpackers.prestart(big.filter(Boolean).length);
     // Settle every layer before answering, so a failed pull returns only after its temp files are gone.
     // Biggest layers first: with a handful of download slots and unpack workers, starting the long
     // jobs early keeps the last one from finishing alone.
     const bySize = layers.map((layer, i) => ({ layer, parent: i === 0 ? null : (chains[i - 1] as string) })).sort((a, b) => b.layer.size - a.layer.size);
     throwMostTelling(await Promise.allSettled(bySize.map(({ layer, parent }) => this.layer(ref, layer, parent, auth, signal))));
+    // Layers unpacked side by side; now that all exist, directories a layer made only as parents
+    // take their metadata from the layers below.
+    await this.deps.snapshots.inheritParentDirs(chains);
     log.debug({ image: name, layers: layers.length, ms: Date.now() - started }, 'layers ready');
 
     return {
@@ -158,7 +163,7 @@ export class Puller {
     const started = Date.now();
     try {
       const info = await snapshots.unpackWith(layer.chainId, parent, layer.diffId, {
-        fill: (dir) => this.deps.unpackers.unpack(dir, source, writer ? [new Tee(writer)] : [], layer.diffId, what),
+        fill: (dir) => this.deps.unpackers.unpack(dir, source, writer ? [new Tee(writer)] : [], layer.diffId, what, layer.size),
         // Another pull made the snapshot meanwhile: keep the blob, if we were fetching it.
         skip: async () => {
           if (writer) await pipeline(source, writer);

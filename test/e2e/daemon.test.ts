@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { stat, access } from 'node:fs/promises';
+import { stat, access, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect } from 'node:net';
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -96,6 +97,19 @@ test('SIGTERM shuts down cleanly: exit 0, socket removed; after kill -9 the next
   });
   const v = await again.client.call<{ runtime_name: string }>('runtime', 'Version', {});
   assert.equal(v.runtime_name, 'berth');
+});
+
+test('--help says what happens to --state, and it does: the state dir survives a daemon restart', async (t) => {
+  const help = spawnSync(process.execPath, [BERTHD, '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /--state DIR\s+runtime state, kept across daemon restarts/);
+  const first = await startDaemon();
+  t.after(() => first.dispose());
+  await writeFile(join(first.state, 'marker'), 'kept');
+  await first.stop();
+  const second = await startDaemon({ root: first.root, state: first.state });
+  t.after(() => second.dispose());
+  assert.equal(await readFile(join(first.state, 'marker'), 'utf8'), 'kept');
 });
 
 test('bad flags and bad config are refused with a message, not a crash', () => {

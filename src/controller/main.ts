@@ -1,0 +1,231 @@
+// berth-controller: one program, two roles. `--role node-agent` runs in the DaemonSet and acts for
+// its own node through the local berthd; `--role aggregator` (a 1-replica Deployment) summarizes
+// ImagePrefetch status from the BerthNodes. Flags, logging, endpoints and shutdown live here.
+import { parseArgs } from 'node:util';
+import type { Server } from 'node:http';
+import { pino } from 'pino';
+import { CriClient } from '../client/cri-client.ts';
+import { BERTH_VERSION } from '../version.ts';
+import { Kube } from './kube.ts';
+import { Metrics } from './metrics.ts';
+import { DEFAULT_TIMING, type WatchTiming } from './informer.ts';
+import { NodeAgent } from './agent.ts';
+import { Aggregator } from './aggregator.ts';
+import { parseAddr, serve } from './http.ts';
+import { install, uninstall } from './install.ts';
+import { revertKubelet, switchKubelet } from './kubelet-switch.ts';
+import { hostSystemctl } from './host-systemd.ts';
+
+const HELP = `berth-controller ${BERTH_VERSION} — berth's Kubernetes node agent and aggregator
+
+Usage: berth-controller --role node-agent --node-name NAME [flags]
+       berth-controller --role aggregator [flags]
+       berth-controller install --host-root DIR [--version V] [--source DIR] [--config-template FILE]
+                        [--systemctl "CMD ..."] [--wait-seconds N]
+       berth-controller uninstall --host-root DIR [--systemctl "CMD ..."]
+       berth-controller switch-kubelet --host-root DIR [--revert] [--systemctl "CMD ..."]
+
+Flags:
+  --role ROLE              node-agent or aggregator
+  --node-name NAME         the node this agent acts for (node-agent; the DaemonSet passes spec.nodeName)
+  --socket PATH            berthd's socket (default /run/berth/berth.sock)
+  --kubeconfig FILE        API credentials (default: the pod's service account)
+  --health-addr HOST:PORT  /healthz and /readyz (default 127.0.0.1:9741; "" to disable)
+  --metrics-addr HOST:PORT Prometheus /metrics (default off)
+  --log-level LEVEL        trace, debug, info, warn, error (default info)
+Tuning (defaults suit production; tests shrink them):
+  --watch-timeout S-S      server timeoutSeconds range of each watch (default 300-600)
+  --idle-timeout-ms N      drop a watch silent this long, above the bookmark period (default 150000)
+  --relist-jitter-ms N     random delay before a relist after 410 Gone (default 5000)
+  --backoff-ms N-N         API retry backoff, first and largest delay (default 1000-60000)
+  --page-size N            list page size (default 500)
+  --runtime-poll-ms N      how often berthd's CRI Status is asked (default 10000)
+  --status-interval-ms N   shortest gap between status writes (default 250 agent, 1000 aggregator)
+  --time-scale F           multiplies ImagePrefetch jitter, backoff and refresh seconds (default 1)
+  -h, --help, --version
+`;
+
+function range(v: string | undefined, flag: string, dflt: { min: number; max: number }): { min: number; max: number } {
+  if (v === undefined) return dflt;
+  const m = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(v);
+  if (!m || Number(m[1]) > Number(m[2])) throw new Error(`${flag} must be MIN-MAX, got ${JSON.stringify(v)}`);
+  return { min: Number(m[1]), max: Number(m[2]) };
+}
+
+function num(v: string | undefined, flag: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${flag} must be a non-negative number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+const INSTALL_HELP = `install: copies the berth tree (--source, default the image's /berth) to
+HOST/opt/berth/VERSION, flips HOST/opt/berth/current, writes berthd.service and (if absent)
+/etc/berth/config.toml, restarts berthd through the host's systemd and waits for CRI Status
+(--wait-seconds, default 60), switching back to the previous version if it does not answer.
+--systemctl defaults to "/berth/bin/busybox chroot HOST systemctl".
+uninstall: stops and removes berthd's unit and /opt/berth; keeps /var/lib/berth and /etc/berth.
+switch-kubelet: points the kubelet's runtime and image endpoints at berth in every file it keeps
+them in (kubeadm config.yaml and kubeadm-flags.env, k3s config.yaml), saving each original once as
+FILE.berth-backup, and restarts the kubelet; --revert restores the originals byte for byte.
+`;
+
+/** `install` and `uninstall`: the DaemonSet's init containers (src/controller/install.ts). */
+async function hostCommand(command: 'install' | 'uninstall' | 'switch-kubelet', argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        'host-root': { type: 'string' },
+        version: { type: 'string', default: BERTH_VERSION },
+        source: { type: 'string' },
+        'config-template': { type: 'string' },
+        systemctl: { type: 'string' },
+        'wait-seconds': { type: 'string', default: '60' },
+        'log-level': { type: 'string', default: 'info' },
+        revert: { type: 'boolean', default: false },
+      },
+    }));
+    if (!values['host-root']) throw new Error('--host-root is required (the DaemonSet mounts the host at /host)');
+    if (!/^[0-9A-Za-z][0-9A-Za-z._+-]{0,62}$/.test(values.version)) throw new Error(`--version ${JSON.stringify(values.version)} is not a version`);
+  } catch (err) {
+    process.stderr.write(`berth-controller ${command}: ${(err as Error).message}\n\n${INSTALL_HELP}`);
+    return 2;
+  }
+  const hostRoot = values['host-root'] as string;
+  const log = pino({ level: values['log-level'], base: { pid: process.pid, role: command } }, pino.destination({ dest: 2, sync: true }));
+  const systemctl = hostSystemctl(values.systemctl ? values.systemctl.split(/\s+/).filter(Boolean) : ['/berth/bin/busybox', 'chroot', hostRoot, 'systemctl']);
+  const ac = new AbortController();
+  process.once('SIGTERM', () => ac.abort());
+  try {
+    if (command === 'uninstall') await uninstall({ hostRoot, systemctl, log }, ac.signal);
+    else if (command === 'switch-kubelet') {
+      const files = values.revert ? await revertKubelet(hostRoot, systemctl, ac.signal) : await switchKubelet(hostRoot, systemctl, ac.signal);
+      log.info({ files, revert: values.revert }, values.revert ? 'kubelet configuration restored' : 'kubelet pointed at berth');
+    } else {
+      // In the image the bundle is /berth/app/dist/lib/berth-controller.js; the tree is /berth.
+      const source = values.source ?? new URL('../../../', `file://${process.argv[1] ?? '/berth/app/dist/lib/x'}`).pathname;
+      await install({ hostRoot, version: values.version, source, configTemplate: values['config-template'], systemctl, log, waitMs: num(values['wait-seconds'], '--wait-seconds', 60) * 1000 }, ac.signal);
+    }
+    return 0;
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, `${command} failed`);
+    process.stderr.write(`berth-controller ${command}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'install' || argv[0] === 'uninstall' || argv[0] === 'switch-kubelet') return hostCommand(argv[0], argv.slice(1));
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        role: { type: 'string' },
+        'node-name': { type: 'string' },
+        socket: { type: 'string', default: '/run/berth/berth.sock' },
+        kubeconfig: { type: 'string' },
+        'health-addr': { type: 'string', default: '127.0.0.1:9741' },
+        'metrics-addr': { type: 'string' },
+        'log-level': { type: 'string', default: 'info' },
+        'watch-timeout': { type: 'string' },
+        'idle-timeout-ms': { type: 'string' },
+        'relist-jitter-ms': { type: 'string' },
+        'backoff-ms': { type: 'string' },
+        'page-size': { type: 'string' },
+        'runtime-poll-ms': { type: 'string' },
+        'status-interval-ms': { type: 'string' },
+        'time-scale': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`berth-controller: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`berth-controller ${BERTH_VERSION}\n`);
+    return 0;
+  }
+  const role = values.role;
+  let timing: WatchTiming;
+  let health: { host: string; port: number } | undefined;
+  let metricsAddr: { host: string; port: number } | undefined;
+  try {
+    if (role !== 'node-agent' && role !== 'aggregator') throw new Error('--role must be node-agent or aggregator');
+    if (role === 'node-agent' && !values['node-name']) throw new Error('--node-name is required for the node agent (the DaemonSet passes spec.nodeName)');
+    const backoff = range(values['backoff-ms'], '--backoff-ms', { min: DEFAULT_TIMING.backoff.initialMs, max: DEFAULT_TIMING.backoff.maxMs });
+    timing = {
+      watchTimeoutSeconds: range(values['watch-timeout'], '--watch-timeout', DEFAULT_TIMING.watchTimeoutSeconds),
+      idleTimeoutMs: num(values['idle-timeout-ms'], '--idle-timeout-ms', DEFAULT_TIMING.idleTimeoutMs),
+      relistJitterMs: num(values['relist-jitter-ms'], '--relist-jitter-ms', DEFAULT_TIMING.relistJitterMs),
+      backoff: { initialMs: backoff.min, maxMs: backoff.max },
+      pageSize: Math.max(1, Math.round(num(values['page-size'], '--page-size', DEFAULT_TIMING.pageSize))),
+    };
+    health = values['health-addr'] ? parseAddr(values['health-addr'], '--health-addr') : undefined;
+    metricsAddr = values['metrics-addr'] ? parseAddr(values['metrics-addr'], '--metrics-addr') : undefined;
+  } catch (err) {
+    process.stderr.write(`berth-controller: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const log = pino({ level: values['log-level'], base: { pid: process.pid, role } }, pino.destination({ dest: 2, sync: true }));
+  const metrics = new Metrics();
+  const ac = new AbortController();
+  const servers: Server[] = [];
+  const stop = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'shutting down');
+    ac.abort();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  let kube: Kube | undefined;
+  let cri: CriClient | undefined;
+  try {
+    kube = new Kube({ kubeconfig: values.kubeconfig, metrics });
+    let ready: (() => Promise<boolean>) | undefined;
+    let work: Promise<void>;
+    if (role === 'node-agent') {
+      cri = new CriClient(values.socket);
+      const agent = new NodeAgent({
+        nodeName: values['node-name'] as string,
+        kube,
+        cri,
+        log,
+        metrics,
+        timing,
+        runtimePollMs: num(values['runtime-poll-ms'], '--runtime-poll-ms', 10_000),
+        statusIntervalMs: num(values['status-interval-ms'], '--status-interval-ms', 250),
+        pinOwner: 'node-agent',
+        timeScale: num(values['time-scale'], '--time-scale', 1),
+      });
+      ready = () => agent.runtimeReady();
+      work = agent.run(ac.signal);
+    } else {
+      const aggregator = new Aggregator({ kube, log, metrics, timing, writeIntervalMs: num(values['status-interval-ms'], '--status-interval-ms', 1000) });
+      ready = async () => true;
+      work = aggregator.run(ac.signal);
+    }
+    if (health) servers.push(await serve(health, { ready }));
+    if (metricsAddr) servers.push(await serve(metricsAddr, { metrics }));
+    log.info({ version: BERTH_VERSION, node: values['node-name'] }, 'berth-controller running');
+    await work;
+    return 0;
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'berth-controller failed');
+    return 1;
+  } finally {
+    ac.abort();
+    for (const s of servers) s.close();
+    cri?.close();
+    kube?.close();
+  }
+}

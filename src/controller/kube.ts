@@ -3,7 +3,8 @@
 // agent loads none of client-node's generated API. Every answer is counted by code for metrics.
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+// Only the config module: the package index also loads every generated API group and model.
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import type { Metrics } from './metrics.ts';
 
 /** A non-2xx answer of the API server, with its Status reason when it sent one. */

@@ -247,6 +247,25 @@ describe('berth-controller', () => {
     assert.deepEqual(unexpected403(), []);
   });
 
+  test('a tag is checked again every refreshSeconds and pulled when its digest moved; a digest never', async () => {
+    await pushImage(registry.url, 'app/moving', 'v1', await busyboxImage({ config: { Env: ['GEN=1'] } }));
+    const moving = `${registry.host}/app/moving:v1`;
+    // refreshSeconds 10 × the agents' --time-scale 0.1: a check every second.
+    api.apply(prefetch('moving', { images: [moving, images.two], nodeSelector: { 'kubernetes.io/hostname': 'node-a' }, refreshSeconds: 10 }));
+    const img = (ref: string): NodeImageStatus | undefined => entry('node-a', 'moving')?.images.find((i) => i.image === ref);
+    const first = await waitFor(() => (img(moving)?.state === 'Present' ? img(moving)?.digest : undefined), 30_000, 'moving Present', diagnostics);
+    const pulls = (): string[] => (daemons.get('node-a') as TestDaemon).logs().split('\n').filter((l) => l.includes('"msg":"pulled"') && l.includes('app/two'));
+    const twoPulls = pulls().length;
+    const moved = await pushImage(registry.url, 'app/moving', 'v1', await busyboxImage({ config: { Env: ['GEN=2'] } }));
+    assert.notEqual(moved, first);
+    await waitFor(() => img(moving)?.digest === moved, 30_000, 'digest follows the moved tag', diagnostics);
+    assert.equal(img(moving)?.state, 'Present', 'a refresh never leaves Present');
+    assert.equal((await imageStatus('node-a', moving))?.repo_digests.some((d) => d.endsWith(moved)), true);
+    assert.equal(pulls().length, twoPulls, 'a digest reference is never pulled again');
+    api.remove('imageprefetches', 'moving', NS);
+    assert.deepEqual(unexpected403(), []);
+  });
+
   test('a registry answering 500 is retried with growing delays until it recovers', async () => {
     const image = `${flaky.host}/app/one:v1`;
     api.apply(prefetch('flaky', { images: [image], nodeSelector: { 'kubernetes.io/hostname': 'node-a' }, backoff: { initialSeconds: 2, maxSeconds: 8 } }));

@@ -154,6 +154,8 @@ export class FakeApiServer {
   /** Successful writes by user and resource (`user verb resource[/sub]`). */
   readonly writes = new Map<string, number>();
   readonly requests = new Map<string, number>();
+  /** Every successful write with its time and the object as stored (for benchmarks). */
+  readonly writeLog: { at: number; user: string; verb: string; resource: string; name: string; object: KObj }[] = [];
   outage = false;
   stalled = false;
   #faults: { code: number; retryAfter?: number; count: number; match?: RegExp }[] = [];
@@ -530,6 +532,7 @@ export class FakeApiServer {
       if (verb !== 'get' && verb !== 'list') {
         const k = `${user.username} ${verb} ${plural}${sub ? `/${sub}` : ''}`;
         this.writes.set(k, (this.writes.get(k) ?? 0) + 1);
+        this.writeLog.push({ at: Date.now(), user: user.username, verb, resource: `${plural}${sub ? `/${sub}` : ''}`, name: name ?? '', object: result as KObj });
       }
       res.writeHead(verb === 'create' ? 201 : 200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(result));

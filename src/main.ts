@@ -7,10 +7,7 @@ import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { ConfigError, loadConfig, type BerthConfig, type LogLevel } from './config/config.ts';
 import { lockRoot, RootLockedError, type RootLock } from './daemon/root-lock.ts';
-import { startCriServer } from './cri/server.ts';
-import { ImageService } from './image/service.ts';
-import { RuntimeProbe } from './runtime-probe.ts';
-import { PodNetwork } from './network/cni.ts';
+import { startServices } from './daemon/services.ts';
 import { BERTH_VERSION } from './version.ts';
 
 const HELP = `berthd ${BERTH_VERSION} — a Kubernetes container runtime (CRI v1 over gRPC)
@@ -103,11 +100,7 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
     }
     await rm(config.socket, { force: true });
 
-    const images = new ImageService(config, log.child({ component: 'images' }));
-    await images.init();
-    const network = new PodNetwork({ config, log: log.child({ component: 'network' }) });
-    await network.init();
-    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), network });
+    const services = await startServices(config, log);
     await chmod(config.socket, 0o660);
     log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', version: BERTH_VERSION }, 'berthd serving CRI');
 
@@ -119,10 +112,7 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
     });
-    // Let in-flight RPCs finish briefly, then cut the rest so shutdown never hangs.
-    await server.shutdown(5000);
-    await network.close();
-    await images.close();
+    await services.stop();
     await rm(config.socket, { force: true });
   } finally {
     await lock.release();

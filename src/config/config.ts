@@ -31,6 +31,10 @@ export interface BerthConfig {
     defaultHandler: string;
     /** Handler name → OCI runtime binary. */
     handlers: Record<string, { path: string }>;
+    /** The per-container monitor. */
+    conmonPath: string;
+    /** Pause process that holds a pod's shared PID namespace (run as `<infra> -P`). */
+    infraPath: string;
   };
   network: {
     cniConfDir: string;
@@ -55,7 +59,12 @@ export function defaultConfig(): BerthConfig {
     cgroupDriver: 'cgroupfs',
     image: { platform: formatPlatform(hostPlatform()), maxConcurrentDownloads: 4, pullAttempts: 4 },
     registry: { plainHttpHosts: [...DEFAULT_PLAIN_HTTP_HOSTS], hosts: {} },
-    runtime: { defaultHandler: 'runc', handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } } },
+    runtime: {
+      defaultHandler: 'runc',
+      handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } },
+      conmonPath: 'conmon',
+      infraPath: 'catatonit',
+    },
     network: {
       cniConfDir: '/etc/cni/net.d',
       cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'],
@@ -205,6 +214,8 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
   const runtime = top.subtable('runtime');
   if (runtime) {
     cfg.runtime.defaultHandler = runtime.string('default_handler') ?? cfg.runtime.defaultHandler;
+    cfg.runtime.conmonPath = runtime.string('conmon_path') ?? cfg.runtime.conmonPath;
+    cfg.runtime.infraPath = runtime.string('infra_path') ?? cfg.runtime.infraPath;
     const handlers = runtime.subtable('handlers');
     for (const [name, r] of handlers?.entries() ?? []) {
       const path = r.string('path');

@@ -14,6 +14,7 @@ const CODES: Record<ErrorKind, Status> = {
   'resource-exhausted': Status.RESOURCE_EXHAUSTED,
   unimplemented: Status.UNIMPLEMENTED,
   cancelled: Status.CANCELLED,
+  'deadline-exceeded': Status.DEADLINE_EXCEEDED,
   internal: Status.INTERNAL,
 };
 

@@ -10,6 +10,27 @@ import { imageStatus } from './image-status.ts';
 import { pullImage } from './pull-image.ts';
 import { removeImage } from './remove-image.ts';
 import { imageFsInfo } from './image-fs-info.ts';
+import { runPodSandbox } from './run-pod-sandbox.ts';
+import { stopPodSandbox } from './stop-pod-sandbox.ts';
+import { removePodSandbox } from './remove-pod-sandbox.ts';
+import { podSandboxStatus } from './pod-sandbox-status.ts';
+import { listPodSandbox } from './list-pod-sandbox.ts';
+import { streamPodSandboxes } from './stream-pod-sandboxes.ts';
+import { createContainer } from './create-container.ts';
+import { startContainer } from './start-container.ts';
+import { stopContainer } from './stop-container.ts';
+import { removeContainer } from './remove-container.ts';
+import { containerStatus } from './container-status.ts';
+import { listContainers } from './list-containers.ts';
+import { streamContainers } from './stream-containers.ts';
+import { execSync } from './exec-sync.ts';
+import { reopenContainerLog } from './reopen-container-log.ts';
+import { updateContainerResources } from './update-container-resources.ts';
+import { getContainerEvents } from './get-container-events.ts';
+import { containerStats } from './container-stats.ts';
+import { listContainerStats } from './list-container-stats.ts';
+import { podSandboxStats } from './pod-sandbox-stats.ts';
+import { listPodSandboxStats } from './list-pod-sandbox-stats.ts';
 
 export type AnyHandler =
   | { kind: 'unary'; fn: UnaryRpc<unknown, unknown> }
@@ -25,6 +46,27 @@ export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, 
     Status: unary(status),
     RuntimeConfig: unary(runtimeConfig),
     UpdateRuntimeConfig: unary(updateRuntimeConfig),
+    RunPodSandbox: unary(runPodSandbox),
+    StopPodSandbox: unary(stopPodSandbox),
+    RemovePodSandbox: unary(removePodSandbox),
+    PodSandboxStatus: unary(podSandboxStatus),
+    ListPodSandbox: unary(listPodSandbox),
+    StreamPodSandboxes: stream(streamPodSandboxes),
+    CreateContainer: unary(createContainer),
+    StartContainer: unary(startContainer),
+    StopContainer: unary(stopContainer),
+    RemoveContainer: unary(removeContainer),
+    ContainerStatus: unary(containerStatus),
+    ListContainers: unary(listContainers),
+    StreamContainers: stream(streamContainers),
+    ExecSync: unary(execSync),
+    ReopenContainerLog: unary(reopenContainerLog),
+    UpdateContainerResources: unary(updateContainerResources),
+    GetContainerEvents: stream(getContainerEvents),
+    ContainerStats: unary(containerStats),
+    ListContainerStats: unary(listContainerStats),
+    PodSandboxStats: unary(podSandboxStats),
+    ListPodSandboxStats: unary(listPodSandboxStats),
   },
   ImageService: {
     ListImages: unary(listImages),

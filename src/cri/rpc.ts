@@ -4,6 +4,8 @@ import type { BerthConfig } from '../config/config.ts';
 import type { ImageService } from '../image/service.ts';
 import type { RuntimeProbe } from '../runtime-probe.ts';
 import type { PodNetwork } from '../network/cni.ts';
+import type { SandboxService } from '../sandbox/service.ts';
+import type { ContainerService } from '../container/service.ts';
 
 /** What a handler may use: the daemon's services, never gRPC objects. */
 export interface CriContext {
@@ -12,6 +14,8 @@ export interface CriContext {
   images: ImageService;
   probe: RuntimeProbe;
   network: PodNetwork;
+  sandboxes: SandboxService;
+  containers: ContainerService;
 }
 
 /**

@@ -12,6 +12,7 @@ import { scanConfDir, type NetworkList, type PluginConf } from './cni-config.ts'
 import { execPlugin, findPlugin, resultIps } from './cni-exec.ts';
 import { parseSubnets, renderDefaultNetwork } from './default-network.ts';
 import { readInterfaceStats, type InterfaceStats } from './interface-stats.ts';
+import { ensureMasquerade, removeMasquerade } from './masquerade.ts';
 import { netnsExists } from './netns.ts';
 import { checkSandboxId, ResultCache, type AttachmentRecord } from './result-cache.ts';
 
@@ -47,6 +48,8 @@ const IF_NAME = 'eth0';
 interface Selected {
   network: NetworkList;
   source: string;
+  /** Subnets berth masquerades itself (its default network), installed with the first pod. */
+  masquerade?: string[];
 }
 
 export class PodNetwork {
@@ -59,6 +62,8 @@ export class PodNetwork {
   #readiness: NetworkReadiness = { ready: false, reason: 'NetworkPluginNotReady', message: 'network not initialised yet' };
   /** Conf dir mtime at the last scan: a scan is skipped while nothing in the dir changed. */
   #scannedMtime = -1;
+  /** Masquerade rules known to be in place (checked once per subnet per daemon run). */
+  readonly #masqueraded = new Set<string>();
   /** One operation per sandbox at a time: a DEL racing its own ADD would free an IP still being set up. */
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -128,7 +133,12 @@ export class PodNetwork {
     return this.#serial(req.sandboxId, async () => {
       await this.refresh();
       if (!this.#readiness.ready || !this.#selected) throw failedPrecondition(`pod network not ready: ${this.#readiness.message}`);
-      const earlier = await this.#cache.get(req.sandboxId, () => {});
+      for (const subnet of this.#selected.masquerade ?? []) {
+        if (this.#masqueraded.has(subnet)) continue;
+        await ensureMasquerade(subnet, signal);
+        this.#masqueraded.add(subnet);
+      }
+      const earlier = await this.#record(req.sandboxId);
       // A retried setUp returns what the first made; one cut off mid-ADD is undone first.
       if (earlier?.result !== undefined) return { ips: resultIps(earlier.result, earlier.ifName) };
       if (earlier) await this.#del(earlier, earlier.netnsPath, signal);
@@ -167,9 +177,7 @@ export class PodNetwork {
   async tearDown(req: Pick<PodNetworkRequest, 'sandboxId' | 'netnsPath'>, signal?: AbortSignal): Promise<void> {
     checkSandboxId(req.sandboxId);
     await this.#serial(req.sandboxId, async () => {
-      const record = await this.#cache.get(req.sandboxId, (path) =>
-        this.#log.error({ sandbox: req.sandboxId, path }, 'damaged CNI result record moved aside; this pod\'s IP lease and host rules may need manual cleanup'),
-      );
+      const record = await this.#record(req.sandboxId);
       if (!record) return;
       await this.#del(record, req.netnsPath || record.netnsPath, signal);
       await this.#cache.remove(req.sandboxId);
@@ -180,7 +188,7 @@ export class PodNetwork {
   async check(req: Pick<PodNetworkRequest, 'sandboxId' | 'netnsPath'>, signal?: AbortSignal): Promise<void> {
     checkSandboxId(req.sandboxId);
     await this.#serial(req.sandboxId, async () => {
-      const record = await this.#cache.get(req.sandboxId, () => {});
+      const record = await this.#record(req.sandboxId);
       if (!record?.result) throw failedPrecondition(`pod ${req.sandboxId} has no network attachment to check`);
       // CHECK exists from spec 0.4.0 on; a list may also opt out.
       if (record.network.cniVersion.startsWith('0.3.') || record.network.disableCheck) return;
@@ -201,8 +209,14 @@ export class PodNetwork {
       throw invalidArgument(`pod CIDR ${errorMessage(err)}`);
     }
     if (cidr === this.#podCidr) return;
+    const old = parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet);
     await writeFileAtomic(join(this.#dir, 'pod-cidr.json'), JSON.stringify({ podCidr: cidr }), 0o600);
     this.#podCidr = cidr;
+    // Pods on the old subnet lose their gateway anyway (see default-network.ts).
+    for (const subnet of old) {
+      await removeMasquerade(subnet);
+      this.#masqueraded.delete(subnet);
+    }
     this.#log.info({ podCidr: cidr }, 'pod CIDR updated');
     this.#scannedMtime = -1;
     await this.refresh();
@@ -218,9 +232,16 @@ export class PodNetwork {
     await Promise.allSettled([...this.#inFlight]);
   }
 
+  #record(sandboxId: string): Promise<AttachmentRecord | undefined> {
+    return this.#cache.get(sandboxId, (path) =>
+      this.#log.error({ sandbox: sandboxId, path }, 'damaged CNI result record moved aside; this pod\'s IP lease and host rules may need manual cleanup'),
+    );
+  }
+
   async #defaultNetwork(): Promise<Selected> {
+    const subnets = parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet);
     const network = renderDefaultNetwork({
-      subnets: parseSubnets(this.#podCidr ?? this.#config.network.defaultSubnet),
+      subnets,
       bridge: this.#config.network.defaultBridge,
       ipamDataDir: join(this.#dir, 'ipam'),
     });
@@ -228,7 +249,7 @@ export class PodNetwork {
     const source = join(this.#dir, 'default.conflist');
     const text = `${JSON.stringify(network, null, 2)}\n`;
     if ((await readFile(source, 'utf8').catch(() => '')) !== text) await writeFileAtomic(source, text);
-    return { network, source };
+    return { network, source, masquerade: subnets };
   }
 
   async #loadPodCidr(): Promise<string | undefined> {

@@ -48,7 +48,8 @@ export function renderDefaultNetwork(opts: DefaultNetworkOptions): NetworkList {
         type: 'bridge',
         bridge: opts.bridge,
         isGateway: true,
-        ipMasq: true,
+        // Masquerading is one rule per subnet (masquerade.ts), not the plugin's per-pod chains.
+        ipMasq: false,
         hairpinMode: true,
         // A new pod CIDR moves the gateway address: without this the bridge refuses the new one.
         // Pods started before the change lose their gateway, but the kubelet sends the CIDR first.

@@ -12,6 +12,7 @@ export type ErrorKind =
   | 'resource-exhausted'
   | 'unimplemented'
   | 'cancelled'
+  | 'deadline-exceeded'
   | 'internal';
 
 export class BerthError extends Error {

@@ -15,6 +15,8 @@ export interface DaemonOptions {
   config?: string;
   /** Re-use a root (restart tests); a fresh temp root otherwise. */
   root?: string;
+  /** Re-use a state dir (restart tests, with `root`); a fresh one otherwise. */
+  state?: string;
   extraArgs?: string[];
 }
 
@@ -36,7 +38,7 @@ export interface TestDaemon {
 export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
   const base = await mkdtemp(join(tmpdir(), 'berthd-test-'));
   const root = opts.root ?? join(base, 'root');
-  const state = join(base, 'state');
+  const state = opts.state ?? join(base, 'state');
   const socket = join(base, 'berth.sock');
   const configPath = join(base, 'config.toml');
   await writeFile(configPath, opts.config ?? '');

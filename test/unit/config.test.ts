@@ -32,6 +32,7 @@ password = "p"
 ca_file = "/etc/ssl/private-ca.pem"
 [runtime]
 default_handler = "crun"
+conmon_path = "/usr/libexec/crio/conmon"
 [runtime.handlers.kata]
 path = "/opt/kata/bin/kata-runtime"
 `);
@@ -47,6 +48,8 @@ path = "/opt/kata/bin/kata-runtime"
   assert.equal(cfg.runtime.defaultHandler, 'crun');
   assert.equal(cfg.runtime.handlers.kata?.path, '/opt/kata/bin/kata-runtime');
   assert.equal(cfg.runtime.handlers.runc?.path, 'runc');
+  assert.equal(cfg.runtime.conmonPath, '/usr/libexec/crio/conmon');
+  assert.equal(cfg.runtime.infraPath, 'catatonit');
 });
 
 test('network keys are read', () => {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { defaultConfig, type BerthConfig } from '../../src/config/config.ts';
 import { PodNetwork, type PodNetworkRequest } from '../../src/network/cni.ts';
+import { removeMasquerade } from '../../src/network/masquerade.ts';
 import { createNetns, netnsExists, removeNetns } from '../../src/network/netns.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { freePort } from '../helpers/registry.ts';
@@ -282,30 +283,44 @@ test('a broken plugin config fails ADD with the plugin\'s own message', { skip }
   assert.deepEqual(await readdir(join(f.config.root, 'network', 'results')), []);
 });
 
+const masqueradeRules = (subnet: string): string[] => natRulesFor(`berth default network ${subnet}`);
+
 test('with no CNI config berth uses its own bridge network on default_subnet, then on the pod CIDR', { skip }, async () => {
   const f = await fixture();
   await rm(f.confDir, { recursive: true });
+  const first = `10.220.${octet}.0/25`;
+  const second = `10.220.${octet}.128/25`;
   f.config.network.defaultBridge = f.bridge;
-  f.config.network.defaultSubnet = `10.220.${octet}.0/25`;
-  const net = await network(f.config);
-  assert.equal(net.ready().ready, true);
-  assert.equal(net.current()?.name, 'berth');
-  const p = await pod(f, net, 'i');
-  const { ips } = await net.setUp(p);
-  const last = Number(ips[0]?.split('.')[3]);
-  assert.ok(ips[0]?.startsWith(`10.220.${octet}.`) && last < 128, `${ips[0]} in the default subnet`);
-  assert.ok(run('ip', ['-o', 'addr', 'show', f.bridge]).out.includes(`10.220.${octet}.1/25`), 'bridge is the gateway');
+  f.config.network.defaultSubnet = first;
+  try {
+    const net = await network(f.config);
+    assert.equal(net.ready().ready, true);
+    assert.equal(net.current()?.name, 'berth');
+    assert.deepEqual(masqueradeRules(first), [], 'nothing on the host before the first pod');
+    const p = await pod(f, net, 'i');
+    const { ips } = await net.setUp(p);
+    const last = Number(ips[0]?.split('.')[3]);
+    assert.ok(ips[0]?.startsWith(`10.220.${octet}.`) && last < 128, `${ips[0]} in the default subnet`);
+    assert.ok(run('ip', ['-o', 'addr', 'show', f.bridge]).out.includes(`10.220.${octet}.1/25`), 'bridge is the gateway');
+    assert.equal(masqueradeRules(first).length, 1, 'one masquerade rule for the subnet');
+    assert.deepEqual(natRulesFor(p.sandboxId), [], 'no per-pod rules');
 
-  await net.updatePodCidr(`10.220.${octet}.128/25`);
-  const restarted = await network(f.config); // the pod CIDR survives a restart
-  const q = await pod(f, restarted, 'j');
-  const second = await restarted.setUp(q);
-  assert.ok(Number(second.ips[0]?.split('.')[3]) > 128, `${second.ips[0]} in the pod CIDR`);
-  // The first pod still tears down with the network it was set up on.
-  await restarted.tearDown(p);
-  await restarted.tearDown(q);
-  assert.deepEqual(await leases(join(f.config.root, 'network', 'ipam')), []);
-  await assert.rejects(net.updatePodCidr('10.220.0.0/33'), /pod CIDR .*not a subnet/);
+    await net.updatePodCidr(second);
+    assert.deepEqual(masqueradeRules(first), [], 'the old subnet\'s rule went with it');
+    const restarted = await network(f.config); // the pod CIDR survives a restart
+    const q = await pod(f, restarted, 'j');
+    const r = await restarted.setUp(q);
+    assert.ok(Number(r.ips[0]?.split('.')[3]) > 128, `${r.ips[0]} in the pod CIDR`);
+    assert.equal(masqueradeRules(second).length, 1);
+    // The first pod still tears down with the network it was set up on.
+    await restarted.tearDown(p);
+    await restarted.tearDown(q);
+    assert.deepEqual(await leases(join(f.config.root, 'network', 'ipam')), []);
+    await assert.rejects(net.updatePodCidr('10.220.0.0/33'), /pod CIDR .*not a subnet/);
+  } finally {
+    await removeMasquerade(first);
+    await removeMasquerade(second);
+  }
 });
 
 /** A plugin that hangs on ADD (after leaving a mark) and succeeds at DEL: a stuck network helper. */

@@ -1,0 +1,585 @@
+// Containers: records, rootfs, OCI spec, and their life under conmon + the OCI runtime
+// (create → start → stop → remove), exit codes from conmon's exit files, and recovery after a
+// berthd restart. Lists and status answer from berth's records, never by asking a runtime or a
+// monitor, so one hung conmon cannot slow calls about other containers.
+import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { constants, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { BerthConfig } from '../config/config.ts';
+import type { ContainerConfig__Output } from '../cri/gen/runtime/v1/ContainerConfig.ts';
+import type { LinuxContainerResources__Output } from '../cri/gen/runtime/v1/LinuxContainerResources.ts';
+import type { ImageService } from '../image/service.ts';
+import { conmonCreate } from '../oci/conmon.ts';
+import { OciRuntime } from '../oci/runtime.ts';
+import { buildSpec } from '../oci/spec.ts';
+import { hostOomScoreAdjFloor, linuxResources } from '../oci/resources.ts';
+import { cgroupsPathFor } from '../cgroups/path.ts';
+import { cgroupVersion } from '../cgroups/version.ts';
+import { readCgroupStats, type CgroupStats } from '../cgroups/stats.ts';
+import type { OciSpec } from '../oci/types.ts';
+import type { Owner, SandboxRecord } from '../sandbox/record.ts';
+import type { PodContainers, SandboxService } from '../sandbox/service.ts';
+import { RecordDir } from '../store/record-dir.ts';
+import { alreadyExists, BerthError, errorMessage, failedPrecondition, invalidArgument, notFound } from '../util/errors.ts';
+import { KeyedMutex } from '../util/keyed-mutex.ts';
+import { findBinary } from '../runtime-probe.ts';
+import { ContainerEvents, type ContainerEventKind } from './events.ts';
+import { isContainerRecord, type ContainerRecord } from './record.ts';
+import { imageVolumes, mountRootfs, removeLayer, unmountRootfs, writableUsage } from './rootfs.ts';
+
+/** How long SIGKILL may take to end a container before StopContainer gives up. */
+const KILL_WAIT_MS = 10_000;
+/** How long ReopenContainerLog waits for conmon to create the new log file. */
+const LOG_REOPEN_WAIT_MS = 5000;
+/** ExecSync output kept per stream. */
+const MAX_EXEC_OUTPUT = 16 << 20;
+
+export interface CreateContainerOptions {
+  sandboxId: string;
+  config: ContainerConfig__Output;
+  owner: Owner;
+}
+
+export interface ExecResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+}
+
+const nowNs = (): number => Date.now() * 1e6;
+
+export class ContainerService implements PodContainers {
+  readonly records: RecordDir<ContainerRecord>;
+  readonly events = new ContainerEvents();
+  private readonly config: BerthConfig;
+  private readonly log: Logger;
+  private readonly images: ImageService;
+  private readonly sandboxes: SandboxService;
+  private readonly locks = new KeyedMutex();
+  private readonly runtimes = new Map<string, OciRuntime>();
+  /** Names being created, so two creates of one name cannot both pass the clash check. */
+  private readonly pendingKeys = new Set<string>();
+  /** Waiters for a container's exit, woken by the exit-file watcher. */
+  private readonly exitWaiters = new Map<string, Set<() => void>>();
+  private readonly exitDir: string;
+  private watcher: FSWatcher | undefined;
+  private oomFloor = 0;
+  private cgroupVersion: 1 | 2 = 1;
+
+  constructor(config: BerthConfig, log: Logger, images: ImageService, sandboxes: SandboxService) {
+    this.config = config;
+    this.log = log;
+    this.images = images;
+    this.sandboxes = sandboxes;
+    this.records = new RecordDir(join(config.root, 'metadata', 'containers'), isContainerRecord);
+    this.exitDir = join(config.state, 'exits');
+    sandboxes.attach(this);
+  }
+
+  private runtime(handler: string): OciRuntime {
+    const rt = this.runtimes.get(handler);
+    if (rt) return rt;
+    const h = this.config.runtime.handlers[handler];
+    if (!h) throw invalidArgument(`runtime handler ${JSON.stringify(handler)} is not configured`);
+    throw failedPrecondition(`runtime handler ${handler}: binary ${h.path} was not found when berthd started; install it and restart berthd`);
+  }
+
+  private bundle(id: string): string {
+    return join(this.config.state, 'containers', id);
+  }
+
+  private layerDir(id: string): string {
+    return join(this.config.root, 'containers', id);
+  }
+
+  /** Loads records, picks up exits that happened while berthd was down, and starts watching for exits. */
+  async init(): Promise<void> {
+    // conmon execs the runtime by path, so resolve each handler's binary once.
+    for (const [name, h] of Object.entries(this.config.runtime.handlers)) {
+      const path = await findBinary(h.path);
+      if (path) this.runtimes.set(name, new OciRuntime(name, path, join(this.config.state, 'runtime', name)));
+      else this.log.warn({ handler: name, path: h.path }, 'runtime handler binary not found; pods asking for it will fail');
+    }
+    await mkdir(this.exitDir, { recursive: true, mode: 0o700 });
+    await mkdir(join(this.config.state, 'attach'), { recursive: true, mode: 0o700 });
+    this.oomFloor = await hostOomScoreAdjFloor();
+    this.cgroupVersion = await cgroupVersion();
+    for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable container record moved aside; that container is forgotten');
+    this.watcher = watch(this.exitDir, (_event, file) => {
+      if (file && /^[a-f0-9]{64}$/.test(file)) void this.noticeExit(file);
+    });
+    for (const rec of this.records.all()) {
+      if (rec.state === 'exited') continue;
+      if (await this.noticeExit(rec.id)) continue;
+      if (rec.conmonPid > 0 && (await conmonAlive(rec.conmonPid, rec.id))) continue;
+      // The monitor is gone without writing an exit code: a reboot or a killed conmon.
+      this.log.warn({ container: rec.id }, 'container monitor vanished while berthd was down; marking the container exited');
+      await this.records.put({ ...rec, state: 'exited', exitCode: 255, finishedAt: rec.finishedAt || nowNs(), reason: 'Unknown', message: 'the container monitor (conmon) exited without recording an exit code' });
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
+  }
+
+  get(idOrPrefix: string): ContainerRecord {
+    const rec = this.records.find(idOrPrefix, 'container');
+    if (!rec) throw notFound(`container ${JSON.stringify(idOrPrefix)} not found`);
+    return rec;
+  }
+
+  list(): ContainerRecord[] {
+    return this.records.all();
+  }
+
+  private emit(rec: ContainerRecord, kind: ContainerEventKind): void {
+    this.events.emit({ containerId: rec.id, sandboxId: rec.sandboxId, kind, at: nowNs() });
+  }
+
+  async create(opts: CreateContainerOptions, signal: AbortSignal): Promise<ContainerRecord> {
+    const { config } = opts;
+    const md = config.metadata;
+    if (!md?.name) throw invalidArgument('container metadata with a name is required');
+    const imageName = config.image?.image;
+    if (!imageName) throw invalidArgument('container image is required');
+    for (const m of config.mounts) {
+      if (!m.host_path || !isAbsolute(m.host_path)) throw invalidArgument(`mount host_path ${JSON.stringify(m.host_path)} must be an absolute path`);
+    }
+    const sandbox = this.sandboxes.get(opts.sandboxId);
+    if (sandbox.state !== 'ready') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready; containers can only be created in a ready sandbox`);
+    const key = `${md.name}_${md.attempt}`;
+    const holder = this.records.all().find((c) => c.sandboxId === sandbox.id && c.key === key);
+    if (holder || this.pendingKeys.has(`${sandbox.id}/${key}`)) {
+      throw alreadyExists(`container name ${md.name} (attempt ${md.attempt}) is already used in pod ${sandbox.id}${holder ? ` by container ${holder.id}` : ''}; remove it first`);
+    }
+    const pending = `${sandbox.id}/${key}`;
+    this.pendingKeys.add(pending);
+    const id = randomBytes(32).toString('hex');
+    try {
+      return await this.locks.run(id, () => this.createLocked(id, key, sandbox, opts, signal));
+    } finally {
+      this.pendingKeys.delete(pending);
+    }
+  }
+
+  private async createLocked(id: string, key: string, sandbox: SandboxRecord, opts: CreateContainerOptions, signal: AbortSignal): Promise<ContainerRecord> {
+    const { config } = opts;
+    const rt = this.runtime(sandbox.runtimeHandler);
+    const bundle = this.bundle(id);
+    const layerDir = this.layerDir(id);
+    const rootfs = join(bundle, 'rootfs');
+    const holder = `container/${id}`;
+    let conmonPid = 0;
+    let created = false;
+    try {
+      const image = await this.images.lease(holder, config.image?.image ?? '');
+      await mkdir(bundle, { recursive: true, mode: 0o700 });
+      await mountRootfs({ layerDir, target: rootfs }, image.lowerDirs, signal);
+      const taken = new Set(config.mounts.map((m) => m.container_path.replace(/(.)\/$/, '$1')));
+      const volumes = await imageVolumes(layerDir, rootfs, Object.keys(image.config.config?.Volumes ?? {}), taken, signal);
+      let targetPid: number | undefined;
+      const nsOpts = config.linux?.security_context?.namespace_options;
+      if (nsOpts?.pid === 'TARGET') {
+        const target = this.records.find(nsOpts.target_id, 'container');
+        if (!target || target.state !== 'running') throw invalidArgument(`pid namespace target ${JSON.stringify(nsOpts.target_id)} is not a running container`);
+        targetPid = target.pid;
+      }
+      const cgroupsPath = this.cgroupsPath(sandbox, id);
+      const built = await buildSpec({ config, sandbox, image: image.config, rootfs, volumes, cgroupsPath, targetPid, oomScoreAdjFloor: this.oomFloor, cgroupVersion: this.cgroupVersion });
+      await writeFile(join(bundle, 'config.json'), JSON.stringify(built.spec));
+
+      const logDir = sandbox.config.log_directory;
+      const logPath = logDir && config.log_path ? join(logDir, config.log_path) : '';
+      if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
+      const stopSignal = signalName(config.stop_signal) ?? image.config.config?.StopSignal ?? 'SIGTERM';
+
+      created = true;
+      const pid = await conmonCreate({
+        conmonPath: this.config.runtime.conmonPath,
+        runtime: rt,
+        id,
+        name: key,
+        bundle,
+        logPath: logPath || join(bundle, 'output.log'),
+        exitDir: this.exitDir,
+        socketDir: join(this.config.state, 'attach'),
+        conmonPidFile: join(bundle, 'conmon.pid'),
+        containerPidFile: join(bundle, 'pid'),
+        terminal: config.tty,
+        stdin: config.stdin,
+        stdinOnce: config.stdin_once,
+        systemdCgroup: this.config.cgroupDriver === 'systemd',
+        timeoutMs: 60_000,
+        signal,
+      });
+      conmonPid = Number((await readFile(join(bundle, 'conmon.pid'), 'utf8')).trim()) || 0;
+      const rec: ContainerRecord = {
+        id,
+        owner: opts.owner,
+        sandboxId: sandbox.id,
+        key,
+        config,
+        image: { requested: config.image?.image ?? '', id: image.id, ref: image.ref },
+        runtimeHandler: sandbox.runtimeHandler,
+        state: 'created',
+        createdAt: nowNs(),
+        startedAt: 0,
+        finishedAt: 0,
+        exitCode: 0,
+        reason: '',
+        message: '',
+        logPath,
+        mounts: built.mounts.map((m) => ({
+          container_path: m.destination,
+          host_path: m.source ?? '',
+          readonly: m.options?.includes('ro') ?? false,
+          propagation: m.options?.includes('rshared') ? 'PROPAGATION_BIDIRECTIONAL' : m.options?.includes('rslave') ? 'PROPAGATION_HOST_TO_CONTAINER' : 'PROPAGATION_PRIVATE',
+        })),
+        pid,
+        conmonPid,
+        stopSignal,
+        cgroupsPath,
+      };
+      await this.records.put(rec);
+      this.emit(rec, 'CONTAINER_CREATED_EVENT');
+      this.log.info({ container: id, sandbox: sandbox.id, name: key }, 'container created');
+      return rec;
+    } catch (err) {
+      this.log.warn({ container: id, err: errorMessage(err) }, 'container create failed; rolling back');
+      await this.cleanup(id, rt, { conmonPid, created }).catch((e: unknown) => this.log.error({ container: id, err: errorMessage(e) }, 'rollback of a failed create left something behind'));
+      throw err;
+    }
+  }
+
+  private cgroupsPath(sandbox: SandboxRecord, id: string): string {
+    // Without a parent from the kubelet, berth's containers gather under one cgroup of their own.
+    const parent = sandbox.cgroupParent || (this.config.cgroupDriver === 'systemd' ? '' : '/berth');
+    return cgroupsPathFor(this.config.cgroupDriver, parent, id);
+  }
+
+  /** Removes everything a container has on the host, in the order that cannot strand anything. */
+  private async cleanup(id: string, rt: OciRuntime, o: { conmonPid: number; created: boolean }): Promise<void> {
+    if (o.created) {
+      await rt.kill(id, 'SIGKILL').catch(() => undefined);
+      await rt.delete(id);
+    }
+    if (o.conmonPid > 0 && (await conmonAlive(o.conmonPid, id))) {
+      try {
+        process.kill(o.conmonPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await unmountRootfs({ layerDir: this.layerDir(id), target: join(this.bundle(id), 'rootfs') });
+    await rm(this.bundle(id), { recursive: true, force: true });
+    await removeLayer(this.layerDir(id));
+    await rm(join(this.exitDir, id), { force: true });
+    await this.images.releaseLease(`container/${id}`);
+  }
+
+  async start(idOrPrefix: string, signal: AbortSignal): Promise<void> {
+    const found = this.get(idOrPrefix);
+    await this.locks.run(found.id, async () => {
+      const rec = this.get(found.id);
+      if (rec.state !== 'created') throw failedPrecondition(`container ${rec.id} is ${rec.state}; only a created container can be started`);
+      const sandbox = this.sandboxes.find(rec.sandboxId);
+      if (!sandbox || sandbox.state !== 'ready') throw failedPrecondition(`pod sandbox ${rec.sandboxId} of container ${rec.id} is not ready`);
+      // Taken before the start, so a process that exits at once never finishes before it started.
+      const startedAt = nowNs();
+      await this.runtime(rec.runtimeHandler).start(rec.id, signal);
+      const now = this.get(rec.id);
+      // The process may already have ended and been noticed; keep that, add the start time.
+      await this.records.put({ ...now, startedAt, state: now.state === 'exited' ? 'exited' : 'running' });
+      this.emit(rec, 'CONTAINER_STARTED_EVENT');
+      this.log.info({ container: rec.id }, 'container started');
+    });
+  }
+
+  /**
+   * Reads the container's exit file, if conmon wrote one, and records the exit. Returns whether
+   * the container has exited.
+   */
+  private async noticeExit(id: string): Promise<boolean> {
+    const rec = this.records.get(id);
+    if (!rec) return false;
+    if (rec.state === 'exited') return true;
+    // The file's mtime comes from the kernel's coarse clock and may read a few ms before the start
+    // time berth took; an exit is never reported before its start.
+    const file = join(this.exitDir, id);
+    let text: string;
+    let mtimeMs: number;
+    try {
+      text = await readFile(file, 'utf8');
+      mtimeMs = (await stat(file)).mtimeMs;
+    } catch {
+      return false;
+    }
+    const code = Number.parseInt(text.trim(), 10);
+    const exitCode = Number.isFinite(code) && code >= 0 ? code : 255;
+    const oom = await oomKilled(rec.cgroupsPath);
+    const cur = this.records.get(id);
+    if (!cur || cur.state === 'exited') return true;
+    const reason = oom ? 'OOMKilled' : exitCode === 0 ? 'Completed' : 'Error';
+    await this.records.put({ ...cur, state: 'exited', exitCode, finishedAt: Math.max(Math.round(mtimeMs * 1e6), cur.startedAt), reason });
+    this.emit(cur, 'CONTAINER_STOPPED_EVENT');
+    this.log.info({ container: id, exitCode, reason }, 'container exited');
+    for (const wake of this.exitWaiters.get(id) ?? []) wake();
+    return true;
+  }
+
+  /** Resolves true when the container exits within `ms`, false otherwise. */
+  private async waitExit(id: string, ms: number, signal: AbortSignal): Promise<boolean> {
+    if (await this.noticeExit(id)) return true;
+    return new Promise<boolean>((resolve) => {
+      const waiters = this.exitWaiters.get(id) ?? new Set();
+      this.exitWaiters.set(id, waiters);
+      const finish = (v: boolean): void => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        if (waiters.size === 0) this.exitWaiters.delete(id);
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      };
+      const wake = (): void => finish(true);
+      const onAbort = (): void => finish(false);
+      const timer = setTimeout(() => void this.noticeExit(id).then(finish), ms);
+      waiters.add(wake);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** StopSignal (or SIGTERM), then SIGKILL after `timeoutSeconds`. Stopping a stopped container is fine. */
+  async stop(idOrPrefix: string, timeoutSeconds: number, signal: AbortSignal): Promise<void> {
+    const found = this.get(idOrPrefix);
+    await this.locks.run(found.id, () => this.stopLocked(found.id, timeoutSeconds, signal));
+  }
+
+  private async stopLocked(id: string, timeoutSeconds: number, signal: AbortSignal): Promise<void> {
+    const rec = this.records.get(id);
+    if (!rec || rec.state === 'exited') return;
+    const rt = this.runtime(rec.runtimeHandler);
+    // Processes in a shared PID namespace outlive the container's init; --all reaches them too.
+    const all = (rec.config.linux?.security_context?.namespace_options?.pid ?? 'POD') !== 'CONTAINER';
+    if (rec.state === 'running' && timeoutSeconds > 0) {
+      await rt.kill(id, rec.stopSignal, { signal });
+      if (await this.waitExit(id, timeoutSeconds * 1000, signal)) return;
+    }
+    signal.throwIfAborted();
+    await rt.kill(id, 'SIGKILL', { all, signal });
+    if (rec.state === 'created') {
+      // A container that never started has no exit for conmon to report until runc lets go of it.
+      if (!(await this.waitExit(id, KILL_WAIT_MS, signal))) {
+        await this.records.put({ ...rec, state: 'exited', exitCode: 137, finishedAt: nowNs(), reason: 'Error', message: 'killed before it started' });
+        this.emit(rec, 'CONTAINER_STOPPED_EVENT');
+      }
+      return;
+    }
+    if (!(await this.waitExit(id, KILL_WAIT_MS, signal))) {
+      signal.throwIfAborted();
+      throw new BerthError('unavailable', `container ${id} did not exit within ${KILL_WAIT_MS / 1000} s of SIGKILL; its monitor (conmon pid ${rec.conmonPid}) may be hung`);
+    }
+  }
+
+  /** Removes the container and all it holds; an unknown ID is fine (the CRI makes removal idempotent). */
+  async remove(idOrPrefix: string, signal: AbortSignal): Promise<void> {
+    const found = this.records.find(idOrPrefix, 'container');
+    if (!found) return;
+    await this.locks.run(found.id, async () => {
+      const rec = this.records.get(found.id);
+      if (!rec) return;
+      if (rec.state !== 'exited') await this.stopLocked(rec.id, 0, signal).catch((err: unknown) => this.log.warn({ container: rec.id, err: errorMessage(err) }, 'container did not stop cleanly before removal'));
+      await this.cleanup(rec.id, this.runtime(rec.runtimeHandler), { conmonPid: rec.conmonPid, created: true });
+      await this.records.remove(rec.id);
+      this.emit(rec, 'CONTAINER_DELETED_EVENT');
+      this.log.info({ container: rec.id }, 'container removed');
+    });
+  }
+
+  async stopAllIn(sandboxId: string, graceSeconds: number, signal: AbortSignal): Promise<void> {
+    const mine = this.records.all().filter((c) => c.sandboxId === sandboxId && c.state !== 'exited');
+    const results = await Promise.allSettled(mine.map((c) => this.stop(c.id, graceSeconds, signal)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  async removeAllIn(sandboxId: string, signal: AbortSignal): Promise<void> {
+    const mine = this.records.all().filter((c) => c.sandboxId === sandboxId);
+    const results = await Promise.allSettled(mine.map((c) => this.remove(c.id, signal)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** The container's spec as written for the runtime (verbose status, exec). */
+  async spec(id: string): Promise<OciSpec | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.bundle(id), 'config.json'), 'utf8')) as OciSpec;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Starts a process in a running container through the runtime's `exec`, with the caller's stdio
+   * (pipes for ExecSync; the streaming server passes its own). The process gets the container's
+   * user, environment, capabilities and working directory. `done` removes the temp files.
+   */
+  async spawnExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdio: StdioOptions }): Promise<{ child: ChildProcess; pidFile: string; done: () => Promise<void> }> {
+    const rec = this.get(idOrPrefix);
+    if (rec.state !== 'running') throw failedPrecondition(`container ${rec.id} is ${rec.state}; exec needs a running container`);
+    if (args.length === 0) throw invalidArgument('exec needs a command');
+    const spec = await this.spec(rec.id);
+    if (!spec?.process) throw failedPrecondition(`container ${rec.id} has no runtime spec; it cannot be exec'd into`);
+    const tag = randomBytes(6).toString('hex');
+    const processFile = join(this.bundle(rec.id), `exec-${tag}.json`);
+    const pidFile = join(this.bundle(rec.id), `exec-${tag}.pid`);
+    await writeFile(processFile, JSON.stringify({ ...spec.process, args, terminal: opts.tty }));
+    const rt = this.runtime(rec.runtimeHandler);
+    const child = spawn(rt.path, rt.execArgs(rec.id, processFile, pidFile, { tty: opts.tty }), { stdio: opts.stdio });
+    const done = async (): Promise<void> => {
+      await rm(processFile, { force: true });
+      await rm(pidFile, { force: true });
+    };
+    return { child, pidFile, done };
+  }
+
+  /** Runs a command to completion; past `timeoutSeconds` (0 = none) it is killed and the call fails. */
+  async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number, signal: AbortSignal): Promise<ExecResult> {
+    const { child, pidFile, done } = await this.spawnExec(idOrPrefix, cmd, { tty: false, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outLen = 0;
+    let errLen = 0;
+    child.stdout?.on('data', (c: Buffer) => {
+      if (outLen < MAX_EXEC_OUTPUT) out.push(c);
+      outLen += c.length;
+    });
+    child.stderr?.on('data', (c: Buffer) => {
+      if (errLen < MAX_EXEC_OUTPUT) err.push(c);
+      errLen += c.length;
+    });
+    let why: BerthError | undefined;
+    let fallback: NodeJS.Timeout | undefined;
+    const killAll = async (e: BerthError): Promise<void> => {
+      why ??= e;
+      // Kill the exec'd process and let `runc exec` reap it and exit, so it is gone (not a zombie
+      // left to the pod's init) when the call returns; killing `runc exec` alone would leave it
+      // running in the container. runc itself is killed only if it does not follow.
+      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+        fallback = setTimeout(() => child.kill('SIGKILL'), 2000);
+      } else {
+        child.kill('SIGKILL');
+      }
+    };
+    const timer = timeoutSeconds > 0 ? setTimeout(() => void killAll(new BerthError('deadline-exceeded', `command ${JSON.stringify(cmd.join(' '))} timed out after ${timeoutSeconds} s`)), timeoutSeconds * 1000) : undefined;
+    const onAbort = (): void => void killAll(new BerthError('cancelled', 'the client cancelled ExecSync'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const code = await new Promise<number>((resolve, reject) => {
+        child.once('error', (e) => reject(new BerthError('failed-precondition', `exec in container: cannot run the runtime: ${e.message}`)));
+        child.once('close', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 255)));
+      });
+      if (why) throw why;
+      return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode: code };
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(fallback);
+      signal.removeEventListener('abort', onAbort);
+      await done();
+    }
+  }
+
+  /** Applies new resource limits to a created or running container and remembers them. */
+  async updateResources(idOrPrefix: string, resources: LinuxContainerResources__Output, signal: AbortSignal): Promise<void> {
+    const found = this.get(idOrPrefix);
+    await this.locks.run(found.id, async () => {
+      const rec = this.get(found.id);
+      if (rec.state === 'exited') throw failedPrecondition(`container ${rec.id} has exited; its resources cannot be updated`);
+      await this.runtime(rec.runtimeHandler).update(rec.id, linuxResources(resources, { cgroupVersion: this.cgroupVersion }), signal);
+      const linux = rec.config.linux ?? { resources: null, security_context: null };
+      await this.records.put({ ...rec, config: { ...rec.config, linux: { ...linux, resources } } });
+    });
+  }
+
+  /**
+   * Usage of one container: its cgroup's figures (absent once the cgroup is gone) and its writable
+   * layer. Read from the kernel and the disk, never through the runtime or conmon.
+   */
+  async stats(rec: ContainerRecord, signal?: AbortSignal): Promise<{ cgroup?: CgroupStats; writable: { bytes: number; inodes: number }; timestamp: number }> {
+    const [cgroup, writable] = await Promise.all([
+      rec.state === 'exited' ? undefined : readCgroupStats(rec.cgroupsPath, { version: this.cgroupVersion }).catch(() => undefined),
+      writableUsage(this.layerDir(rec.id), signal),
+    ]);
+    return { ...(cgroup ? { cgroup } : {}), writable, timestamp: nowNs() };
+  }
+
+  /** Where container layers live, for the filesystem ID stats report. */
+  get layerRoot(): string {
+    return join(this.config.root, 'containers');
+  }
+
+  /** Asks conmon to reopen the log file (after the kubelet rotated it). */
+  async reopenLog(idOrPrefix: string): Promise<void> {
+    const rec = this.get(idOrPrefix);
+    if (rec.state !== 'running') throw failedPrecondition(`container ${rec.id} is ${rec.state}; only a running container's log can be reopened`);
+    let fh;
+    try {
+      fh = await open(join(this.bundle(rec.id), 'ctl'), constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      throw failedPrecondition(`container ${rec.id}: its monitor's control pipe cannot be opened (${errorMessage(err)}); is conmon running?`);
+    }
+    try {
+      // Message type 2 = reopen the log files (conmon's ctl protocol: "<type> <height> <width>").
+      await fh.write('2 0 0\n');
+    } finally {
+      await fh.close();
+    }
+    // conmon acts on the message in its own time; the kubelet expects the new file once this returns.
+    if (!rec.logPath) return;
+    const deadline = Date.now() + LOG_REOPEN_WAIT_MS;
+    while (Date.now() < deadline) {
+      if (await stat(rec.logPath).then(() => true, () => false)) return;
+      await delay(10);
+    }
+    throw new BerthError('unavailable', `container ${rec.id}: conmon did not reopen ${rec.logPath} within ${LOG_REOPEN_WAIT_MS / 1000} s`);
+  }
+}
+
+/** Whether `pid` is still the conmon that monitors container `id` (PIDs get reused). */
+async function conmonAlive(pid: number, id: string): Promise<boolean> {
+  try {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(id) && cmdline.includes('conmon');
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the memory cgroup recorded an OOM kill (v1 memory.oom_control, v2 memory.events). */
+async function oomKilled(cgroupsPath: string): Promise<boolean> {
+  if (cgroupsPath.includes(':')) return false;
+  for (const file of [`/sys/fs/cgroup/memory${cgroupsPath}/memory.oom_control`, `/sys/fs/cgroup${cgroupsPath}/memory.events`]) {
+    try {
+      const m = /oom_kill (\d+)/.exec(await readFile(file, 'utf8'));
+      if (m) return Number(m[1]) > 0;
+    } catch {
+      // not this cgroup version
+    }
+  }
+  return false;
+}
+
+/** A CRI Signal enum name as the runtime's kill wants it; RUNTIME_DEFAULT → undefined. */
+function signalName(sig: string | number | undefined): string | undefined {
+  if (typeof sig !== 'string' || !sig.startsWith('SIGNAL_SIG')) return undefined;
+  return sig.slice('SIGNAL_'.length);
+}

@@ -1,0 +1,52 @@
+// The daemon's services in the order they start (and the reverse order they stop): stores and the
+// image service, pod networking, pod sandboxes, containers (whose init recovers what ran while
+// berthd was down), and last the CRI server that exposes them.
+import type { Logger } from 'pino';
+import type { BerthConfig } from '../config/config.ts';
+import { ImageService } from '../image/service.ts';
+import { PodNetwork } from '../network/cni.ts';
+import { SandboxService } from '../sandbox/service.ts';
+import { ContainerService } from '../container/service.ts';
+import { RuntimeProbe } from '../runtime-probe.ts';
+import { startCriServer } from '../cri/server.ts';
+
+export interface Services {
+  /** Stops everything in reverse order; containers keep running under their conmon. */
+  stop(): Promise<void>;
+}
+
+export async function startServices(config: BerthConfig, log: Logger): Promise<Services> {
+  const stops: Array<() => Promise<void> | void> = [];
+  const stop = async (): Promise<void> => {
+    for (const fn of stops.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log.error({ err }, 'a service failed to stop cleanly');
+      }
+    }
+  };
+  try {
+    const images = new ImageService(config, log.child({ component: 'images' }));
+    await images.init();
+    stops.push(() => images.close());
+
+    const network = new PodNetwork({ config, log: log.child({ component: 'network' }) });
+    await network.init();
+    stops.push(() => network.close());
+
+    const sandboxes = new SandboxService(config, log.child({ component: 'sandboxes' }), network);
+    const containers = new ContainerService(config, log.child({ component: 'containers' }), images, sandboxes);
+    await sandboxes.init();
+    await containers.init();
+    stops.push(() => containers.close());
+
+    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), network, sandboxes, containers });
+    // Let in-flight RPCs finish briefly, then cut the rest so shutdown never hangs.
+    stops.push(() => server.shutdown(5000));
+    return { stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,247 @@
+// Pod sandboxes: their records, their namespaces and network, and their life (run → stop → remove).
+// A sandbox has no infra container: its namespaces are pinned (see namespaces.ts), so a pod costs
+// no process unless it shares a PID namespace.
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { BerthConfig } from '../config/config.ts';
+import type { PodSandboxConfig__Output } from '../cri/gen/runtime/v1/PodSandboxConfig.ts';
+import { RecordDir } from '../store/record-dir.ts';
+import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound } from '../util/errors.ts';
+import { KeyedMutex } from '../util/keyed-mutex.ts';
+import { mount, mountsUnder, unmount } from '../util/mount.ts';
+import { writePodFiles } from './files.ts';
+import { isAlive, pinNamespaces, startPidHolder, stopPidHolder, unpinNamespaces } from './namespaces.ts';
+import { isSandboxRecord, type Owner, type SandboxRecord } from './record.ts';
+import type { PodNetwork, PodNetworkRequest } from '../network/cni.ts';
+import { createNetns, removeNetns } from '../network/netns.ts';
+
+/** What the sandbox service needs from the container service (which is built after it). */
+export interface PodContainers {
+  /** Stops every container of the sandbox (grace period 0 = kill at once). */
+  stopAllIn(sandboxId: string, graceSeconds: number, signal: AbortSignal): Promise<void>;
+  removeAllIn(sandboxId: string, signal: AbortSignal): Promise<void>;
+}
+
+export interface RunSandboxOptions {
+  config: PodSandboxConfig__Output;
+  runtimeHandler: string;
+  owner: Owner;
+}
+
+/** Sysctls that live in a namespace the pod may share with the host, and which one. */
+function sysctlNamespace(name: string): 'net' | 'ipc' | 'uts' | undefined {
+  if (name.startsWith('net.')) return 'net';
+  if (/^kernel\.(shm|msg|sem)/.test(name) || name.startsWith('fs.mqueue.')) return 'ipc';
+  if (name === 'kernel.hostname' || name === 'kernel.domainname') return 'uts';
+  return undefined;
+}
+
+export class SandboxService {
+  readonly records: RecordDir<SandboxRecord>;
+  private readonly config: BerthConfig;
+  private readonly log: Logger;
+  private readonly net: PodNetwork;
+  private readonly locks = new KeyedMutex();
+  private containers: PodContainers | undefined;
+
+  constructor(config: BerthConfig, log: Logger, net: PodNetwork) {
+    this.config = config;
+    this.log = log;
+    this.net = net;
+    this.records = new RecordDir(join(config.root, 'metadata', 'sandboxes'), isSandboxRecord);
+  }
+
+  /** Connects the container service, which needs this one to exist first. */
+  attach(containers: PodContainers): void {
+    this.containers = containers;
+  }
+
+  /** Loads records and checks each ready sandbox still has what it needs (after a reboot it does not). */
+  async init(): Promise<void> {
+    for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable sandbox record moved aside; that pod is forgotten');
+    for (const sb of this.records.all()) {
+      if (sb.state !== 'ready') continue;
+      const holderGone = sb.pidHolder !== undefined && !(await isAlive(sb.pidHolder));
+      const pinned = new Set(await mountsUnder(sb.dir));
+      const lost = [sb.ipcPath, sb.utsPath].some((p) => p !== undefined && !pinned.has(p));
+      if (holderGone || lost) {
+        this.log.warn({ sandbox: sb.id, holderGone, lost }, 'sandbox lost its namespaces while berthd was down; marking it not ready');
+        await this.records.put({ ...sb, state: 'notready' });
+      }
+    }
+  }
+
+  get(idOrPrefix: string): SandboxRecord {
+    const sb = this.records.find(idOrPrefix, 'sandbox');
+    if (!sb) throw notFound(`pod sandbox ${JSON.stringify(idOrPrefix)} not found`);
+    return sb;
+  }
+
+  find(idOrPrefix: string): SandboxRecord | undefined {
+    return this.records.find(idOrPrefix, 'sandbox');
+  }
+
+  async run(opts: RunSandboxOptions, signal: AbortSignal): Promise<SandboxRecord> {
+    const { config } = opts;
+    const md = config.metadata;
+    if (!md || !md.name || !md.namespace || !md.uid) {
+      throw invalidArgument('pod sandbox metadata with name, namespace and uid is required');
+    }
+    const handler = opts.runtimeHandler || this.config.runtime.defaultHandler;
+    if (!this.config.runtime.handlers[handler]) {
+      throw invalidArgument(`runtime handler ${JSON.stringify(handler)} is not configured; configured handlers: ${Object.keys(this.config.runtime.handlers).join(', ')}`);
+    }
+    const nsOpts = config.linux?.security_context?.namespace_options;
+    const hostNetwork = nsOpts?.network === 'NODE';
+    const hostIpc = nsOpts?.ipc === 'NODE';
+    const hostPid = nsOpts?.pid === 'NODE';
+    if (nsOpts?.pid === 'TARGET') throw invalidArgument('namespace_options.pid TARGET is for containers, not pod sandboxes');
+    for (const name of Object.keys(config.linux?.sysctls ?? {})) {
+      const ns = sysctlNamespace(name);
+      if (!ns) throw invalidArgument(`sysctl ${name} is not namespaced; a pod may only set namespaced sysctls`);
+      if ((ns === 'net' && hostNetwork) || (ns === 'ipc' && hostIpc) || (ns === 'uts' && hostNetwork)) {
+        throw invalidArgument(`sysctl ${name} would change the host: the pod shares the host's ${ns} namespace`);
+      }
+    }
+    const key = `${md.name}_${md.namespace}_${md.uid}_${md.attempt}`;
+    const holder = this.records.all().find((s) => s.key === key);
+    if (holder) throw alreadyExists(`pod sandbox name ${key} is already used by sandbox ${holder.id}; remove it first`);
+
+    const id = randomBytes(32).toString('hex');
+    return this.locks.run(id, async () => {
+      const dir = join(this.config.state, 'sandboxes', id);
+      const rec: SandboxRecord = {
+        id,
+        owner: opts.owner,
+        key,
+        config,
+        runtimeHandler: handler,
+        createdAt: Date.now() * 1e6,
+        state: 'notready',
+        hostNetwork,
+        hostIpc,
+        hostPid,
+        ips: [],
+        dir,
+        cgroupParent: config.linux?.cgroup_parent ?? '',
+      };
+      // Claim the name before the first await so a concurrent run with the same name fails.
+      await this.records.put(rec);
+      try {
+        await mkdir(dir, { recursive: true, mode: 0o711 });
+        if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
+        await writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config });
+        Object.assign(rec, await pinNamespaces(dir, { ipc: !hostIpc, uts: !hostNetwork }, signal));
+        if (!hostIpc) {
+          await mkdir(join(dir, 'shm'), { mode: 0o1777 });
+          await mount('tmpfs', 'shm', join(dir, 'shm'), ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'], signal);
+        }
+        if ((nsOpts?.pid ?? 'POD') === 'POD') {
+          rec.pidHolder = await startPidHolder(this.config.runtime.infraPath, signal);
+        }
+        if (!hostNetwork) {
+          // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
+          rec.netnsPath = join(this.config.state, 'netns', id);
+          await createNetns(rec.netnsPath, signal);
+          rec.ips = (await this.net.setUp(this.networkRequest(rec), signal)).ips;
+        }
+        rec.state = 'ready';
+        await this.records.put(rec);
+        this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
+        return rec;
+      } catch (err) {
+        this.log.warn({ sandbox: id, err: errorMessage(err) }, 'pod sandbox failed to start; rolling back');
+        await this.release(rec).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
+        await rm(dir, { recursive: true, force: true });
+        await this.records.remove(id);
+        throw err;
+      }
+    });
+  }
+
+  private networkRequest(sb: SandboxRecord): PodNetworkRequest {
+    const md = sb.config.metadata;
+    return {
+      sandboxId: sb.id,
+      name: md?.name ?? '',
+      namespace: md?.namespace ?? '',
+      uid: md?.uid ?? '',
+      netnsPath: sb.netnsPath ?? '',
+      portMappings: sb.config.port_mappings.map((p) => ({
+        protocol: p.protocol === 'UDP' || p.protocol === 'SCTP' ? p.protocol : 'TCP',
+        containerPort: p.container_port,
+        hostPort: p.host_port,
+        hostIp: p.host_ip,
+      })),
+      ...(sb.config.dns_config ? { dns: { servers: sb.config.dns_config.servers, searches: sb.config.dns_config.searches, options: sb.config.dns_config.options } } : {}),
+      ...(sb.cgroupParent ? { cgroupParent: sb.cgroupParent } : {}),
+    };
+  }
+
+  /** Frees what a sandbox holds on the host: network, namespaces, /dev/shm, PID holder. Idempotent. */
+  private async release(sb: SandboxRecord, signal?: AbortSignal): Promise<void> {
+    const errors: unknown[] = [];
+    const step = async (fn: () => Promise<void>): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    };
+    if (sb.netnsPath) {
+      const netnsPath = sb.netnsPath;
+      await step(() => this.net.tearDown(this.networkRequest(sb), signal));
+      await step(() => removeNetns(netnsPath));
+    }
+    if (sb.pidHolder) {
+      const holder = sb.pidHolder;
+      await step(() => stopPidHolder(holder));
+    }
+    await step(() => unpinNamespaces([sb.ipcPath, sb.utsPath], signal));
+    await step(() => unmount(join(sb.dir, 'shm'), signal));
+    if (errors.length > 0) throw errors[0];
+  }
+
+  /** Stops every container, then releases the network and namespaces. Idempotent. */
+  async stop(idOrPrefix: string, signal: AbortSignal): Promise<void> {
+    const found = this.get(idOrPrefix);
+    await this.locks.run(found.id, async () => {
+      await this.containers?.stopAllIn(found.id, 0, signal);
+      const sb = this.records.get(found.id);
+      if (!sb) return;
+      await this.release(sb, signal);
+      if (sb.state !== 'notready') await this.records.put({ ...sb, state: 'notready' });
+      this.log.info({ sandbox: sb.id }, 'pod sandbox stopped');
+    });
+  }
+
+  /** Stops and removes the sandbox and its containers; an unknown ID is fine (the CRI says so). */
+  async remove(idOrPrefix: string, signal: AbortSignal): Promise<void> {
+    const found = this.find(idOrPrefix);
+    if (!found) return;
+    await this.locks.run(found.id, async () => {
+      const sb = this.records.get(found.id);
+      if (!sb) return;
+      await this.containers?.stopAllIn(sb.id, 0, signal);
+      await this.containers?.removeAllIn(sb.id, signal);
+      await this.release(sb, signal);
+      const left = await mountsUnder(sb.dir);
+      if (left.length > 0) throw failedPrecondition(`pod sandbox ${sb.id}: ${left.join(', ')} still mounted; retry RemovePodSandbox`);
+      await rm(sb.dir, { recursive: true, force: true });
+      await this.records.remove(sb.id);
+      this.log.info({ sandbox: sb.id }, 'pod sandbox removed');
+    });
+  }
+
+  list(): SandboxRecord[] {
+    return this.records.all();
+  }
+
+  /** Rx/tx per interface of the pod's network namespace (empty for host-network pods). */
+  async interfaceStats(sb: SandboxRecord, signal?: AbortSignal): Promise<Array<{ name: string; rxBytes: number; rxErrors: number; txBytes: number; txErrors: number }>> {
+    if (!sb.netnsPath || sb.state !== 'ready') return [];
+    return this.net.interfaceStats(sb.netnsPath, signal);
+  }
+}

@@ -1,0 +1,44 @@
+// mount(8) and umount(8) for the runtime's own mounts (overlay rootfs, pod /dev/shm, bind mounts of
+// volumes), and a reader of /proc/self/mountinfo to find what is mounted under a directory.
+// Node has no mount syscall; one short-lived tool per mount costs ~2 ms, which the pod start budget
+// affords (see docs/architecture.md).
+import { readFile } from 'node:fs/promises';
+import { runCommand } from './run-command.ts';
+
+const MOUNT_TIMEOUT_MS = 10_000;
+
+export async function mount(type: string, source: string, target: string, options: string[], signal?: AbortSignal): Promise<void> {
+  const args = ['-t', type, ...(options.length > 0 ? ['-o', options.join(',')] : []), source, target];
+  await runCommand('mount', args, { step: `mount ${type} at ${target}`, timeoutMs: MOUNT_TIMEOUT_MS, signal });
+}
+
+export async function bindMount(source: string, target: string, opts: { readonly?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+  await runCommand('mount', ['--bind', source, target], { step: `bind-mount ${source} at ${target}`, timeoutMs: MOUNT_TIMEOUT_MS, signal: opts.signal });
+  if (opts.readonly) {
+    await runCommand('mount', ['-o', 'remount,bind,ro', target], { step: `make ${target} read-only`, timeoutMs: MOUNT_TIMEOUT_MS, signal: opts.signal });
+  }
+}
+
+/** Unmounts `target` if something is mounted there; a path that is not a mount point is fine. */
+export async function unmount(target: string, signal?: AbortSignal): Promise<void> {
+  if (!(await mountPoints()).has(target)) return;
+  // Lazy: a process that still has its cwd inside (a dying exec) must not make removal fail.
+  await runCommand('umount', ['-l', target], { step: `unmount ${target}`, timeoutMs: MOUNT_TIMEOUT_MS, signal });
+}
+
+/** Every mount point of this mount namespace, decoded from /proc/self/mountinfo. */
+export async function mountPoints(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const points = new Set<string>();
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field) points.add(field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return points;
+}
+
+/** Mount points at or below `dir`, deepest first (the order to unmount them in). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  return [...(await mountPoints())].filter((p) => p === dir || p.startsWith(prefix)).sort((a, b) => b.length - a.length);
+}

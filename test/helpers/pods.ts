@@ -1,0 +1,215 @@
+// A berthd ready to run pods for end-to-end tests: a registry with the busybox fixture pulled, the
+// default bridge network on its own subnet and bridge name (10.210.0.0/16, brt*), and helpers to
+// build pod and container configs and to take a census of what the daemon left on the host.
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startDaemon, type TestDaemon } from './daemon.ts';
+import { startRegistry, type TestRegistry } from './registry.ts';
+import { busyboxImage, pushImage, type ImageSpec } from './images.ts';
+import { runCommand } from '../../src/util/run-command.ts';
+import { mountsUnder } from '../../src/util/mount.ts';
+
+export const BUSYBOX = 'docker.io/library/busybox:latest';
+
+export interface PodEnv {
+  daemon: TestDaemon;
+  registry: TestRegistry;
+  logDir: string;
+  cniDir: string;
+  bridge: string;
+  /** Restart berthd on the same root and state (after stop() or a kill). */
+  restart(): Promise<TestDaemon>;
+  dispose(): Promise<void>;
+}
+
+export interface PodEnvOptions {
+  /** Extra images to push as docker.io/library/<repo>:latest. */
+  images?: Record<string, Partial<ImageSpec>>;
+}
+
+export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
+  const registry = await startRegistry();
+  await pushImage(registry.url, 'library/busybox', 'latest', await busyboxImage());
+  for (const [repo, spec] of Object.entries(opts.images ?? {})) {
+    await pushImage(registry.url, `library/${repo}`, 'latest', await busyboxImage(spec));
+  }
+  const base = await mkdtemp(join(tmpdir(), 'berth-pods-'));
+  const logDir = join(base, 'logs');
+  const cniDir = join(base, 'cni');
+  // A /24 and a bridge name of our own, so parallel test files never share a network.
+  const n = 1 + (randomBytes(1)[0] as number) % 250;
+  const bridge = `brt${randomBytes(3).toString('hex')}`;
+  const config = [
+    '[registry.hosts."docker.io"]',
+    `mirrors = ["http://${registry.host}"]`,
+    'skip_upstream = true',
+    '[network]',
+    `cni_conf_dir = "${cniDir}"`,
+    `default_subnet = "10.210.${n}.0/24"`,
+    `default_bridge = "${bridge}"`,
+  ].join('\n');
+  let daemon = await startDaemon({ config });
+  const firstBase = dirname(daemon.root);
+  await daemon.client.call('image', 'PullImage', { image: { image: 'busybox' } });
+  for (const repo of Object.keys(opts.images ?? {})) await daemon.client.call('image', 'PullImage', { image: { image: repo } });
+  const env: PodEnv = {
+    get daemon() {
+      return daemon;
+    },
+    registry,
+    logDir,
+    cniDir,
+    bridge,
+    restart: async () => {
+      daemon.client.close();
+      await daemon.stop();
+      // A restarted daemon's own temp dir holds only its socket and config; the first one's holds root and state.
+      if (dirname(daemon.configPath) !== firstBase) await rm(dirname(daemon.configPath), { recursive: true, force: true });
+      daemon = await startDaemon({ config, root: daemon.root, state: daemon.state });
+      return daemon;
+    },
+    dispose: async () => {
+      try {
+        await removeAllPods(daemon).catch(() => undefined);
+        await daemon.stop();
+        // The daemon leaves its shared netns directory mounted (as `ip netns` does /run/netns).
+        for (const m of await mountsUnder(daemon.state)) await runCommand('umount', ['-l', m], { step: 'unmount test leftovers', timeoutMs: 5000 });
+        await daemon.dispose();
+        await rm(firstBase, { recursive: true, force: true });
+      } finally {
+        await registry.stop();
+      }
+      await runCommand('ip', ['link', 'del', bridge], { step: 'remove test bridge', timeoutMs: 5000, okCodes: [1] }).catch(() => undefined);
+      await rm(base, { recursive: true, force: true });
+    },
+  };
+  return env;
+}
+
+/** Removes every pod (CRI and CLI owned) the daemon knows. */
+export async function removeAllPods(d: TestDaemon): Promise<void> {
+  const { items } = await d.client.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', {});
+  for (const p of items) await d.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id });
+}
+
+let podCounter = 0;
+
+export function podConfig(env: PodEnv, overrides: Record<string, unknown> = {}, opts: { hostNetwork?: boolean } = {}): Record<string, unknown> {
+  const name = `pod${++podCounter}-${randomBytes(3).toString('hex')}`;
+  return {
+    metadata: { name, namespace: 'test', uid: randomBytes(8).toString('hex'), attempt: 0 },
+    hostname: name,
+    log_directory: join(env.logDir, name),
+    linux: {
+      security_context: { namespace_options: { network: opts.hostNetwork ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' } },
+    },
+    ...overrides,
+  };
+}
+
+export function containerConfig(name: string, command: string[], overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    metadata: { name, attempt: 0 },
+    image: { image: BUSYBOX },
+    command,
+    log_path: `${name}.log`,
+    ...overrides,
+  };
+}
+
+/** Runs a pod with one container started; returns their IDs. */
+export async function runPodWith(env: PodEnv, command: string[], opts: { pod?: Record<string, unknown>; container?: Record<string, unknown>; hostNetwork?: boolean } = {}): Promise<{ podId: string; ctrId: string; pod: Record<string, unknown> }> {
+  const pod = podConfig(env, opts.pod, { hostNetwork: opts.hostNetwork });
+  const c = env.daemon.client;
+  const { pod_sandbox_id: podId } = await c.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: pod });
+  const { container_id: ctrId } = await c.call<{ container_id: string }>('runtime', 'CreateContainer', {
+    pod_sandbox_id: podId,
+    config: containerConfig('main', command, opts.container),
+    sandbox_config: pod,
+  });
+  await c.call('runtime', 'StartContainer', { container_id: ctrId });
+  return { podId, ctrId, pod };
+}
+
+export interface ContainerStatusView {
+  id: string;
+  state: string;
+  exit_code: number;
+  reason: string;
+  message: string;
+  started_at: number;
+  finished_at: number;
+  created_at: number;
+  log_path: string;
+  image_ref: string;
+  mounts: Array<{ container_path: string; host_path: string; readonly: boolean }>;
+}
+
+export async function containerStatus(d: TestDaemon, id: string, verbose = false): Promise<{ status: ContainerStatusView; info: Record<string, string> }> {
+  return d.client.call('runtime', 'ContainerStatus', { container_id: id, verbose });
+}
+
+/** Polls until `check` returns a value (not undefined) or `ms` pass. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export async function waitExited(d: TestDaemon, id: string, ms = 20_000): Promise<ContainerStatusView> {
+  return waitFor(`container ${id} to exit`, async () => {
+    const { status } = await containerStatus(d, id);
+    return status.state === 'CONTAINER_EXITED' ? status : undefined;
+  }, ms);
+}
+
+/** What a daemon has on the host: mounts under its dirs, conmon and holder processes, cgroups, netns. */
+export interface Census {
+  mounts: string[];
+  conmons: number[];
+  /** PID-namespace holders (catatonit -P) alive that no pod of this daemon owns. */
+  holders: number[];
+  cgroups: string[];
+  netns: string[];
+}
+
+export async function census(d: TestDaemon): Promise<Census> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const mounts = info.split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(d.root) || p.startsWith(d.state));
+  const conmons: number[] = [];
+  const holders: number[] = [];
+  const { items } = await d.client.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', {});
+  const podHolders = new Set<number>();
+  for (const p of items) {
+    const { info } = await d.client.call<{ info: Record<string, string> }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
+    podHolders.add((JSON.parse(info.info ?? '{}') as { pid: number }).pid);
+  }
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    if (/\) Z /.test(stat)) continue; // a zombie waiting for init to reap it holds nothing
+    if ((cmd.startsWith('conmon') || cmd.includes('/conmon\0')) && cmd.includes(d.state)) conmons.push(Number(pid));
+    if (cmd.startsWith('catatonit\0-P') && !podHolders.has(Number(pid))) holders.push(Number(pid));
+  }
+  const cgroups: string[] = [];
+  for (const ctl of ['memory', 'pids', 'cpu']) {
+    const dir = `/sys/fs/cgroup/${ctl}/berth`;
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    const known = new Set((await d.client.call<{ containers: Array<{ id: string }> }>('runtime', 'ListContainers', {})).containers.map((c) => c.id));
+    for (const e of entries) if (/^[a-f0-9]{64}$/.test(e) && !known.has(e)) cgroups.push(`${dir}/${e}`);
+  }
+  const netns = mounts.filter((m) => m.endsWith('/net'));
+  return { mounts, conmons, holders, cgroups, netns };
+}

@@ -76,9 +76,10 @@ export async function applyRevert(o: Pick<SwitchOptions, 'hostRoot' | 'systemd' 
     o.log.info('revert: the kubelet was not switched (no backup); nothing to restore');
     return false;
   }
-  await o.systemd.systemctl('stop the kubelet', ['stop', KUBELET_UNIT], o.signal);
   const restored = await restoreBackup(o.hostRoot, paths.installerState, backup);
   if (restored.some((p) => p.startsWith('/etc/systemd/'))) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
+  // A stop and a start, not a restart: the same calls as the switch, in the same order.
+  await o.systemd.systemctl('stop the kubelet', ['stop', KUBELET_UNIT], o.signal);
   await o.systemd.systemctl('start the kubelet', ['start', KUBELET_UNIT], o.signal);
   o.log.info({ restored, endpoint: backup.oldEndpoint }, 'revert: kubelet restored');
   return true;

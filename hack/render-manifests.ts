@@ -338,6 +338,8 @@ function configMap(o: RenderOptions): Obj {
 
 const IMAGE_NODE = '/berth/bin/node';
 const IMAGE_BUNDLE = '/berth/lib/berth-controller.js';
+/** berth-install (src/installer/), bundled beside the controller by hack/build-image.ts. */
+const IMAGE_INSTALLER = '/berth/lib/berth-install.js';
 
 function daemonSet(o: RenderOptions, uninstall: boolean): Obj {
   const name = uninstall ? 'berth-uninstall' : 'berth-node';
@@ -349,7 +351,7 @@ function daemonSet(o: RenderOptions, uninstall: boolean): Obj {
   const install = {
     name: uninstall ? 'uninstall' : 'install',
     image: o.image,
-    command: [IMAGE_NODE, IMAGE_BUNDLE, uninstall ? 'uninstall' : 'install', '--host-root', '/host', '--version', o.version, '--config-template', '/config/config.toml'],
+    command: [IMAGE_NODE, IMAGE_INSTALLER, uninstall ? 'uninstall' : 'install', '--host-root', '/host', '--version', o.version, '--config-template', '/config/config.toml'],
     securityContext: { privileged: true },
     volumeMounts: [
       { name: 'host', mountPath: '/host', mountPropagation: 'Bidirectional' },

@@ -16,10 +16,12 @@ import { runCommand } from '../src/util/run-command.ts';
 import { BERTH_VERSION } from '../src/version.ts';
 import { buildImage, buildLayer, pushImage, type BuiltImage, type FileSpec } from '../test/helpers/images.ts';
 import { REQUIRE_BANNER, stubs, version } from './bundle-controller.ts';
+import { IMAGE_BUNDLE, IMAGE_INSTALLER, IMAGE_NODE } from './render-manifests.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-/** Where the image keeps berth; the DaemonSet's commands name these paths (hack/render-manifests.ts). */
-export const IMAGE_PREFIX = 'berth';
+// The DaemonSet's commands name these paths (hack/render-manifests.ts); the bundles sit together.
+const IMAGE_LIB = dirname(IMAGE_BUNDLE);
+if (dirname(IMAGE_INSTALLER) !== IMAGE_LIB) throw new Error('the installer and controller bundles must share a directory');
 const CA_FILE = '/etc/ssl/certs/ca-certificates.crt';
 
 /** Modules started as worker threads by URL: each becomes a bundle of its own beside the others. */
@@ -127,8 +129,8 @@ export async function buildBerthImage(o: BuildOptions): Promise<BerthImage> {
     if (!nsenter) throw new Error('/usr/bin/nsenter is missing (Debian package util-linux); the installer needs it in the image');
     const libs = new Set([...(await sharedLibraries(node)), ...(await sharedLibraries(nsenter))]);
     const files: FileSpec[] = [
-      await hostFile(`${IMAGE_PREFIX}/bin/node`, node),
-      ...(await treeFiles(lib, `${IMAGE_PREFIX}/lib`)),
+      await hostFile(IMAGE_NODE.slice(1), node),
+      ...(await treeFiles(lib, IMAGE_LIB.slice(1))),
       await hostFile('usr/bin/nsenter', nsenter),
       ...(await Promise.all([...libs].sort().map((l) => hostFile(l.slice(1), l)))),
       await hostFile(CA_FILE.slice(1), CA_FILE),
@@ -152,8 +154,8 @@ export async function buildBerthImage(o: BuildOptions): Promise<BerthImage> {
       layers: [layer],
       config: {
         Env: ['PATH=/usr/bin:/bin', `NODE_EXTRA_CA_CERTS=${CA_FILE}`],
-        Entrypoint: [`/${IMAGE_PREFIX}/bin/node`],
-        Cmd: [`/${IMAGE_PREFIX}/lib/berth-install.js`, '--help'],
+        Entrypoint: [IMAGE_NODE],
+        Cmd: [IMAGE_INSTALLER, '--help'],
         Labels: { 'org.opencontainers.image.title': 'berth', 'org.opencontainers.image.version': BERTH_VERSION },
       },
     });

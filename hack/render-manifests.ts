@@ -336,10 +336,11 @@ function configMap(o: RenderOptions): Obj {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'berth-config', namespace: o.namespace, labels: { [APP]: 'berth' } }, data: { 'config.toml': toml } };
 }
 
-const IMAGE_NODE = '/berth/bin/node';
-const IMAGE_BUNDLE = '/berth/lib/berth-controller.js';
-/** berth-install (src/installer/), bundled beside the controller by hack/build-image.ts. */
-const IMAGE_INSTALLER = '/berth/lib/berth-install.js';
+/** Where the berth image (hack/build-image.ts) keeps Node and the bundles. */
+export const IMAGE_NODE = '/berth/bin/node';
+export const IMAGE_BUNDLE = '/berth/lib/berth-controller.js';
+/** berth-install (src/installer/), the init containers' program. */
+export const IMAGE_INSTALLER = '/berth/lib/berth-install.js';
 
 function daemonSet(o: RenderOptions, uninstall: boolean): Obj {
   const name = uninstall ? 'berth-uninstall' : 'berth-node';

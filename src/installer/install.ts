@@ -40,7 +40,8 @@ export async function install(o: InstallOptions): Promise<void> {
     if (o.crashAfter === step) process.kill(process.pid, 'SIGKILL');
   };
 
-  done('copy', { result: await installRelease(paths.opt, o.version, o.source), dir: `/opt/berth/${o.version}` });
+  const copied = (await installRelease(paths.opt, o.version, o.source)) === 'copied';
+  done('copy', { copied, dir: `/opt/berth/${o.version}` });
 
   const current = await currentVersion(paths.opt);
   // A rerun after the flip finds `current` already moved: the marker written before it still
@@ -53,14 +54,19 @@ export async function install(o: InstallOptions): Promise<void> {
   done('flip', { current: o.version });
 
   const template = o.configTemplate === undefined ? '' : await readFile(o.configTemplate, 'utf8');
-  done('unit', { unit: await writeUnit(paths.unit), config: await writeConfigIfAbsent(paths.config, template) });
+  const unit = await writeUnit(paths.unit);
+  done('unit', { unit, config: await writeConfigIfAbsent(paths.config, template) });
 
   await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
   await o.systemd.systemctl('enable berthd', ['enable', UNIT_NAME], o.signal);
   done('reload');
 
-  await o.systemd.systemctl('restart berthd', ['restart', UNIT_NAME], o.signal);
-  done('restart');
+  // A rerun on a node already serving this version (the init container runs again after every
+  // reboot or pod restart) only makes sure berthd runs. Anything new, or an upgrade not yet proven
+  // (the marker), restarts it: a kill after the flip must not leave the old berthd serving.
+  const restart = copied || unit === 'written' || current !== o.version || previous !== undefined;
+  await o.systemd.systemctl(restart ? 'restart berthd' : 'start berthd', [restart ? 'restart' : 'start', UNIT_NAME], o.signal);
+  done('restart', { restart });
 
   const why = await waitHealthy(o.socket, o.version, o.healthTimeoutMs, o.signal);
   if (why !== undefined) {

@@ -4,7 +4,7 @@
 // the kubelet. A rerun after a kill at any step converges; `revert` restores the backup.
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../util/atomic-file.ts';
-import { failedPrecondition } from '../util/errors.ts';
+import { errorMessage, failedPrecondition } from '../util/errors.ts';
 import { hostPaths, KUBELET_UNIT, onHost } from './host.ts';
 import type { HostSystemd } from './host-systemd.ts';
 import { planKubeletSwitch } from './kubelet-config.ts';
@@ -28,13 +28,15 @@ export interface SwitchOptions {
   signal?: AbortSignal;
 }
 
-const TRANSIENT_UNIT = 'berth-kubelet-switch';
-
-/** Starts `berth-install <verb> --apply` from /opt/berth/current in a transient host unit. */
+/**
+ * Starts `berth-install <verb> --apply` from /opt/berth/current in a transient host unit named
+ * `berth-<verb>` (`journalctl -u berth-switch` shows how it went; --collect removes it after).
+ */
 export async function launchOnHost(systemd: HostSystemd, verb: 'switch' | 'revert' | 'uninstall', signal?: AbortSignal): Promise<void> {
+  const args = [verb, '--apply', '--host-root', '/', ...(verb === 'switch' ? ['--drained'] : [])];
   await systemd.systemdRun(
-    `start the ${verb} unit`,
-    ['--unit', `${TRANSIENT_UNIT}-${verb}`, '--collect', '--quiet', '--', '/opt/berth/current/bin/node', '/opt/berth/current/lib/berth-install.js', verb, '--apply', '--host-root', '/'],
+    `start the berth-${verb} unit`,
+    ['--unit', `berth-${verb}`, '--collect', '--quiet', '--', '/opt/berth/current/bin/node', '/opt/berth/current/lib/berth-install.js', ...args],
     signal,
   );
 }
@@ -52,20 +54,27 @@ export async function applySwitch(o: SwitchOptions): Promise<void> {
   const backup = await saveBackup(o.hostRoot, paths.installerState, plan.edits, plan.oldEndpoint);
   done('backup', { files: backup.files.map((f) => f.path), oldEndpoint: backup.oldEndpoint });
 
-  for (const e of plan.edits) await writeFileAtomic(onHost(o.hostRoot, e.path), e.after, backup.files.find((f) => f.path === e.path)?.mode ?? 0o644);
-  if (plan.edits.some((e) => e.unitFile)) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
-  done('edit', { files: plan.edits.map((e) => e.path) });
+  try {
+    for (const e of plan.edits) await writeFileAtomic(onHost(o.hostRoot, e.path), e.after, backup.files.find((f) => f.path === e.path)?.mode ?? 0o644);
+    if (plan.edits.some((e) => e.unitFile)) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
+    done('edit', { files: plan.edits.map((e) => e.path) });
 
-  // Stopped first: a running kubelet would start the removed pods again on the old runtime.
-  await o.systemd.systemctl('stop the kubelet', ['stop', KUBELET_UNIT], o.signal);
-  done('stop-kubelet');
+    // Stopped first: a running kubelet would start the removed pods again on the old runtime.
+    await o.systemd.systemctl('stop the kubelet', ['stop', KUBELET_UNIT], o.signal);
+    done('stop-kubelet');
 
-  if (backup.oldEndpoint !== BERTH_ENDPOINT) {
-    done('remove-pods', { removed: await removeAllPods(onHost(o.hostRoot, socketOf(backup.oldEndpoint)), o.log, o.signal) });
-  } else done('remove-pods', { removed: 0 });
+    if (backup.oldEndpoint !== BERTH_ENDPOINT) {
+      done('remove-pods', { removed: await removeAllPods(onHost(o.hostRoot, socketOf(backup.oldEndpoint)), o.log, o.signal) });
+    } else done('remove-pods', { removed: 0 });
 
-  await o.systemd.systemctl('start the kubelet', ['start', KUBELET_UNIT], o.signal);
-  done('start-kubelet');
+    await o.systemd.systemctl('start the kubelet', ['start', KUBELET_UNIT], o.signal);
+    done('start-kubelet');
+  } catch (err) {
+    // Never leave a node with a stopped or half-moved kubelet: put back what was there.
+    o.log.error({ err }, 'switch failed; restoring the kubelet');
+    await applyRevert(o);
+    throw failedPrecondition(`switching the kubelet to berth failed and was reverted: ${errorMessage(err)}`);
+  }
 }
 
 /** Restores the kubelet's files and restarts it; false when there was nothing to restore. */

@@ -109,6 +109,19 @@ describe('berth-install switch and revert', () => {
     assert.deepEqual(await h.calls(), []);
   });
 
+  test('a switch that fails after the kubelet stopped puts the kubelet back as it was', async () => {
+    const h = await nodeWith('config-yaml');
+    // Something that is no CRI server where the old runtime's socket should be.
+    await mkdir(join(h.root, 'run/containerd'), { recursive: true });
+    await writeFile(join(h.root, 'run/containerd/containerd.sock'), 'not a socket');
+    const r = await h.run(apply('switch'));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /switching the kubelet to berth failed and was reverted: removing the old runtime's pods through/);
+    await assertTree(h, 'config-yaml', 'input');
+    assert.deepEqual(await h.calls(), ['systemctl stop kubelet.service', 'systemctl stop kubelet.service', 'systemctl start kubelet.service']);
+    await assert.rejects(stat(join(h.root, 'var/lib/berth/installer/kubelet-backup')), { code: 'ENOENT' });
+  });
+
   test('a node with no kubelet configuration is refused with what was searched', async () => {
     const h = await fakeHost();
     hosts.push(h);
@@ -121,7 +134,7 @@ describe('berth-install switch and revert', () => {
     const h = await nodeWith('drop-in');
     assert.equal((await h.run(['switch', '--drained'])).code, 0);
     assert.deepEqual(await h.calls(), [
-      'systemd-run --unit berth-kubelet-switch-switch --collect --quiet -- /opt/berth/current/bin/node /opt/berth/current/lib/berth-install.js switch --apply --host-root /',
+      'systemd-run --unit berth-switch --collect --quiet -- /opt/berth/current/bin/node /opt/berth/current/lib/berth-install.js switch --apply --host-root / --drained',
     ]);
   });
 });

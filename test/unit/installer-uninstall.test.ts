@@ -32,7 +32,7 @@ test('uninstall reverts the kubelet, removes berthd and /opt/berth, and keeps /v
 
   // From a pod on a switched node, the host finishes the job in a transient unit.
   assert.equal((await h.run(['uninstall'])).code, 0);
-  assert.match((await h.calls())[before] ?? '', /^systemd-run --unit berth-kubelet-switch-uninstall .* uninstall --apply --host-root \/$/);
+  assert.match((await h.calls())[before] ?? '', /^systemd-run --unit berth-uninstall .* uninstall --apply --host-root \/$/);
 
   const r = await h.run(['uninstall', '--apply']);
   assert.equal(r.code, 0, r.stderr);

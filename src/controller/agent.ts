@@ -144,8 +144,13 @@ export class NodeAgent {
     while (!signal.aborted) {
       if (!this.#dirty) {
         await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          // The listener goes with the wait: the signal lives as long as the process.
+          const done = (): void => {
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          this.#wake = done;
+          signal.addEventListener('abort', done, { once: true });
         });
         this.#wake = undefined;
         continue;

@@ -32,7 +32,12 @@ export async function serve(addr: { host: string; port: number }, endpoints: End
       );
       return;
     }
-    if (path === '/metrics' && endpoints.metrics) return send(200, endpoints.metrics.render(), 'text/plain; version=0.0.4');
+    if (path === '/metrics' && endpoints.metrics) {
+      const mem = process.memoryUsage();
+      endpoints.metrics.set('process_resident_memory_bytes', {}, mem.rss);
+      endpoints.metrics.set('nodejs_heap_used_bytes', {}, mem.heapUsed);
+      return send(200, endpoints.metrics.render(), 'text/plain; version=0.0.4');
+    }
     send(404, 'not found\n');
   });
   await new Promise<void>((resolve, reject) => {

@@ -16,7 +16,7 @@ import { metric, startController, waitFor, CONTROLLER, type RunningController } 
 import { bundle, DEFAULT_OUT } from '../../hack/bundle-controller.ts';
 import type { BerthNode, ImagePrefetch } from '../../src/controller/api.ts';
 
-const { values } = parseArgs({ options: { images: { type: 'string', default: '20' }, idle: { type: 'string', default: '30' } } });
+const { values } = parseArgs({ options: { images: { type: 'string', default: '20' }, idle: { type: 'string', default: '30' }, 'semi-space-mb': { type: 'string' } } });
 const IMAGES = Number(values.images);
 const IDLE_S = Number(values.idle);
 
@@ -97,6 +97,39 @@ try {
   const rss0 = await rssMb(idleAgent.child.pid as number);
   await sleep(IDLE_S * 1000);
   log(`watch restarts in ${IDLE_S} s: ${(await metric(idleAgent, 'berth_controller_watch_restarts_total')) - before} (3 watches); RSS ${rss0} → ${await rssMb(idleAgent.child.pid as number)} MB`);
+
+  log(`\n== soak: 10k watch events, 100 relists, 200 prefetch create/delete (agent from the bundle${values['semi-space-mb'] ? `, --max-semi-space-size=${values['semi-space-mb']}` : ''})`);
+  for (const c of ctls) await c.stop();
+  ctls.length = 0;
+  // --semi-space-mb caps V8's young generation (the DaemonSet runs the agent with 1 MB).
+  const nodeArgs = values['semi-space-mb'] ? [`--max-semi-space-size=${values['semi-space-mb']}`] : [];
+  const soak = await startController(api, api.nodeToken('bench-a'), ['--role', 'node-agent', '--node-name', 'bench-a', '--socket', (daemons[0] as TestDaemon).socket, '--log-level', 'warn'], { entry: DEFAULT_OUT, nodeArgs });
+  ctls.push(soak);
+  const bn = (): BerthNode | undefined => api.get<BerthNode>('berthnodes', 'bench-a');
+  await waitFor(() => bn()?.status?.prefetches?.length === 1, 60_000, 'soak agent settled');
+  await sleep(3000);
+  const soakRss0 = await rssMb(soak.child.pid as number);
+  const heap0 = Math.round((await metric(soak, 'nodejs_heap_used_bytes')) / 1048576);
+  const other = { apiVersion: 'berth.io/v1alpha1', kind: 'ImagePrefetch', metadata: { name: 'elsewhere', namespace: 'default' } };
+  for (let i = 0; i < 10_000; i++) {
+    api.apply({ ...other, spec: { images: [refs[i % IMAGES] as string], nodeSelector: { bench: `no-${i}` } } });
+    if (i % 500 === 0) await sleep(20); // let the streams drain
+  }
+  api.remove('imageprefetches', 'elsewhere', 'default');
+  for (let i = 0; i < 100; i++) {
+    const before = await metric(soak, 'berth_controller_relists_total');
+    api.expireWatches();
+    await waitFor(async () => (await metric(soak, 'berth_controller_relists_total')) >= before + 3, 30_000, `relist ${i}`);
+  }
+  for (let i = 0; i < 200; i++) {
+    const name = `churn-${i}`;
+    api.apply({ apiVersion: 'berth.io/v1alpha1', kind: 'ImagePrefetch', metadata: { name, namespace: 'default' }, spec: { images: [refs[i % IMAGES] as string], nodeSelector: { bench: 'yes' } } });
+    await waitFor(() => bn()?.status?.prefetches?.some((p) => p.name === name && p.images.every((x) => x.state === 'Present')), 30_000, `${name} present`);
+    api.remove('imageprefetches', name, 'default');
+    await waitFor(() => !bn()?.status?.prefetches?.some((p) => p.name === name), 30_000, `${name} gone`);
+  }
+  await sleep(5000);
+  log(`agent RSS ${soakRss0} MB before, ${await rssMb(soak.child.pid as number)} MB after; JS heap used ${heap0} → ${Math.round((await metric(soak, 'nodejs_heap_used_bytes')) / 1048576)} MB`);
 } finally {
   for (const c of ctls) await c.stop();
   for (const d of daemons) await d.dispose();

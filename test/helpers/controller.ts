@@ -27,13 +27,13 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
-export async function startController(api: FakeApiServer, token: string, args: string[], opts: { entry?: string; timing?: string[] } = {}): Promise<RunningController> {
+export async function startController(api: FakeApiServer, token: string, args: string[], opts: { entry?: string; timing?: string[]; nodeArgs?: string[] } = {}): Promise<RunningController> {
   const kubeconfig = await api.kubeconfig(token);
   const metricsPort = await freePort();
   const healthPort = await freePort();
   const child = spawn(
     process.execPath,
-    [opts.entry ?? CONTROLLER, '--kubeconfig', kubeconfig, '--log-level', 'debug', '--metrics-addr', `127.0.0.1:${metricsPort}`, '--health-addr', `127.0.0.1:${healthPort}`, ...(opts.timing ?? TEST_TIMING), ...args],
+    [...(opts.nodeArgs ?? []), opts.entry ?? CONTROLLER, '--kubeconfig', kubeconfig, '--log-level', 'debug', '--metrics-addr', `127.0.0.1:${metricsPort}`, '--health-addr', `127.0.0.1:${healthPort}`, ...(opts.timing ?? TEST_TIMING), ...args],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

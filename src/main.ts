@@ -17,7 +17,8 @@ Usage: berthd [flags]
 Flags:
   --config FILE      TOML config (default /etc/berth/config.toml, used when present)
   --root DIR         persistent state: images, layers, metadata (default /var/lib/berth)
-  --state DIR        runtime state, cleared at boot (default /run/berth)
+  --state DIR        runtime state, kept across daemon restarts; on tmpfs a host
+                     reboot empties it (default /run/berth)
   --socket PATH      CRI gRPC unix socket, mode 0660 (default /run/berth/berth.sock)
   --log-level LEVEL  trace, debug, info, warn, error or fatal (default info)
   --version          print the version and exit
@@ -102,7 +103,7 @@ async function run(config: BerthConfig, source: string | null, log: Logger): Pro
 
     const services = await startServices(config, log);
     await chmod(config.socket, 0o660);
-    log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', version: BERTH_VERSION }, 'berthd serving CRI');
+    log.info({ socket: config.socket, root: config.root, state: config.state, config: source ?? 'embedded defaults', streaming: services.streamingUrl, version: BERTH_VERSION }, 'berthd serving CRI');
 
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals): void => {

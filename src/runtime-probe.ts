@@ -1,4 +1,4 @@
-// Readiness check behind the Status RPC's RuntimeReady: are the OCI runtime binaries there.
+// Readiness check behind the Status RPC's RuntimeReady: are the OCI runtime binaries and conmon there.
 // (NetworkReady comes from PodNetwork.ready(), which knows which network pods join.)
 import { access, constants } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
@@ -43,10 +43,13 @@ export class RuntimeProbe {
       if (await findBinary(h.path)) handlers.push(name);
     }
     const defaultHandler = this.config.runtime.defaultHandler;
-    const runtimeReady = handlers.includes(defaultHandler);
-    const runtimeMessage = runtimeReady
-      ? ''
-      : `default runtime handler ${defaultHandler}: binary ${this.config.runtime.handlers[defaultHandler]?.path ?? '?'} not found (install runc)`;
+    const conmon = await findBinary(this.config.runtime.conmonPath);
+    const runtimeReady = handlers.includes(defaultHandler) && conmon !== undefined;
+    const runtimeMessage = !handlers.includes(defaultHandler)
+      ? `default runtime handler ${defaultHandler}: binary ${this.config.runtime.handlers[defaultHandler]?.path ?? '?'} not found (install runc)`
+      : conmon === undefined
+        ? `container monitor ${this.config.runtime.conmonPath} not found (install conmon or set runtime.conmon_path)`
+        : '';
     return { runtimeReady, runtimeMessage, handlers };
   }
 }

@@ -2,10 +2,12 @@
 // Every key is documented in docs/config.md; unknown keys are refused so a typo never silently
 // falls back to a default.
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
 import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
+import type { ImageServiceConfig } from '../image/service.ts';
 import { parseSubnets } from '../network/default-network.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -17,14 +19,8 @@ export interface BerthConfig {
   socket: string;
   logLevel: LogLevel;
   cgroupDriver: CgroupDriverName;
-  image: {
-    /** `os/arch[/variant]` picked out of manifest lists; defaults to the host's. */
-    platform: string;
-    /** Layers downloaded and unpacked at once, per pull. */
-    maxConcurrentDownloads: number;
-    /** Attempts per registry request on 5xx or a reset connection. */
-    pullAttempts: number;
-  };
+  /** The image service's settings; `platform` defaults to the host's. */
+  image: ImageServiceConfig['image'];
   /** Mirrors, plain-HTTP allowlist, CAs and credentials per registry host. */
   registry: RegistryConfig;
   runtime: {
@@ -45,6 +41,61 @@ export interface BerthConfig {
     defaultBridge: string;
     /** Deadline for one CNI plugin run. */
     pluginTimeoutSeconds: number;
+  };
+  /** The HTTP server behind Exec/Attach/PortForward URLs. */
+  streaming: {
+    address: string;
+    /** 0 = a free port picked at start. */
+    port: number;
+    /** PEM files; both set = HTTPS. */
+    tlsCert?: string;
+    tlsKey?: string;
+    /** Seconds without traffic before a session is closed; 0 = never. */
+    idleTimeout: number;
+  };
+}
+
+/**
+ * The config as `crictl info` (verbose Status) shows it. An allow-list: every key is named here, so
+ * a key added later (a token, a password) stays hidden until someone decides to show it.
+ * Registry credentials are reported only as present or not.
+ */
+export function shownConfig(c: BerthConfig): object {
+  return {
+    root: c.root,
+    state: c.state,
+    socket: c.socket,
+    logLevel: c.logLevel,
+    cgroupDriver: c.cgroupDriver,
+    image: { platform: c.image.platform, maxConcurrentDownloads: c.image.maxConcurrentDownloads, pullAttempts: c.image.pullAttempts },
+    registry: {
+      plainHttpHosts: c.registry.plainHttpHosts,
+      hosts: Object.fromEntries(
+        Object.entries(c.registry.hosts).map(([domain, h]) => [
+          domain,
+          {
+            mirrors: h.mirrors ?? [],
+            skipUpstream: h.skipUpstream ?? false,
+            plainHttp: h.plainHttp ?? false,
+            skipVerify: h.skipVerify ?? false,
+            caFile: h.caFile,
+            certFile: h.certFile,
+            credentials: Boolean(h.username || h.password || h.auth || h.identityToken || h.registryToken || h.keyFile),
+          },
+        ]),
+      ),
+    },
+    runtime: {
+      defaultHandler: c.runtime.defaultHandler,
+      handlers: Object.fromEntries(Object.entries(c.runtime.handlers).map(([name, h]) => [name, { path: h.path }])),
+    },
+    network: {
+      cniConfDir: c.network.cniConfDir,
+      cniBinDirs: c.network.cniBinDirs,
+      defaultSubnet: c.network.defaultSubnet,
+      defaultBridge: c.network.defaultBridge,
+      pluginTimeoutSeconds: c.network.pluginTimeoutSeconds,
+    },
   };
 }
 
@@ -72,6 +123,7 @@ export function defaultConfig(): BerthConfig {
       defaultBridge: 'berth0',
       pluginTimeoutSeconds: 60,
     },
+    streaming: { address: '127.0.0.1', port: 0, idleTimeout: 4 * 3600 },
   };
 }
 
@@ -246,6 +298,20 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     }
     cfg.network.pluginTimeoutSeconds = network.int('plugin_timeout', 1, 600) ?? cfg.network.pluginTimeoutSeconds;
     network.done();
+  }
+
+  const streaming = top.subtable('streaming');
+  if (streaming) {
+    cfg.streaming.address = streaming.string('address') ?? cfg.streaming.address;
+    if (isIP(cfg.streaming.address) === 0) throw new ConfigError(`streaming.address must be an IP address (got ${JSON.stringify(cfg.streaming.address)})`);
+    cfg.streaming.port = streaming.int('port', 0, 65535) ?? cfg.streaming.port;
+    cfg.streaming.tlsCert = streaming.string('tls_cert') ?? cfg.streaming.tlsCert;
+    cfg.streaming.tlsKey = streaming.string('tls_key') ?? cfg.streaming.tlsKey;
+    cfg.streaming.idleTimeout = streaming.int('idle_timeout', 0, 7 * 24 * 3600) ?? cfg.streaming.idleTimeout;
+    streaming.done();
+    if ((cfg.streaming.tlsCert === undefined) !== (cfg.streaming.tlsKey === undefined)) {
+      throw new ConfigError('streaming.tls_cert and streaming.tls_key go together');
+    }
   }
   top.done();
   return cfg;

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { constants, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -63,6 +63,8 @@ export class ContainerService implements PodContainers {
   private readonly runtimes = new Map<string, OciRuntime>();
   /** Names being created, so two creates of one name cannot both pass the clash check. */
   private readonly pendingKeys = new Set<string>();
+  /** Containers whose StartContainer is running (see start()). */
+  private readonly starting = new Set<string>();
   /** Waiters for a container's exit, woken by the exit-file watcher. */
   private readonly exitWaiters = new Map<string, Set<() => void>>();
   private readonly exitDir: string;
@@ -109,6 +111,7 @@ export class ContainerService implements PodContainers {
     this.oomFloor = await hostOomScoreAdjFloor();
     this.cgroupVersion = await cgroupVersion();
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable container record moved aside; that container is forgotten');
+    await this.sweepOrphans();
     this.watcher = watch(this.exitDir, (_event, file) => {
       if (file && /^[a-f0-9]{64}$/.test(file)) void this.noticeExit(file);
     });
@@ -119,6 +122,24 @@ export class ContainerService implements PodContainers {
       // The monitor is gone without writing an exit code: a reboot or a killed conmon.
       this.log.warn({ container: rec.id }, 'container monitor vanished while berthd was down; marking the container exited');
       await this.records.put({ ...rec, state: 'exited', exitCode: 255, finishedAt: rec.finishedAt || nowNs(), reason: 'Unknown', message: 'the container monitor (conmon) exited without recording an exit code' });
+    }
+  }
+
+  /**
+   * Removes containers berth has no record of: a create cut short by a crash (the record is written
+   * last) or a record moved aside as corrupt. Their runtime state, mounts, layers and leases go.
+   */
+  private async sweepOrphans(): Promise<void> {
+    const ids = new Set<string>();
+    for (const dir of [join(this.config.state, 'containers'), join(this.config.root, 'containers')]) {
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        if (/^[a-f0-9]{64}$/.test(name) && !this.records.get(name)) ids.add(name);
+      }
+    }
+    for (const id of ids) {
+      for (const rt of this.runtimes.values()) await rt.delete(id).catch(() => undefined);
+      await this.cleanup(id, undefined, { conmonPid: 0, created: false });
+      this.log.warn({ container: id }, 'removed a container berth has no record of');
     }
   }
 
@@ -198,7 +219,7 @@ export class ContainerService implements PodContainers {
       const stopSignal = signalName(config.stop_signal) ?? image.config.config?.StopSignal ?? 'SIGTERM';
 
       created = true;
-      const pid = await conmonCreate({
+      const started = await conmonCreate({
         conmonPath: this.config.runtime.conmonPath,
         runtime: rt,
         id,
@@ -216,7 +237,7 @@ export class ContainerService implements PodContainers {
         timeoutMs: 60_000,
         signal,
       });
-      conmonPid = Number((await readFile(join(bundle, 'conmon.pid'), 'utf8')).trim()) || 0;
+      conmonPid = started.conmonPid;
       const rec: ContainerRecord = {
         id,
         owner: opts.owner,
@@ -239,7 +260,7 @@ export class ContainerService implements PodContainers {
           readonly: m.options?.includes('ro') ?? false,
           propagation: m.options?.includes('rshared') ? 'PROPAGATION_BIDIRECTIONAL' : m.options?.includes('rslave') ? 'PROPAGATION_HOST_TO_CONTAINER' : 'PROPAGATION_PRIVATE',
         })),
-        pid,
+        pid: started.pid,
         conmonPid,
         stopSignal,
         cgroupsPath,
@@ -262,14 +283,16 @@ export class ContainerService implements PodContainers {
   }
 
   /** Removes everything a container has on the host, in the order that cannot strand anything. */
-  private async cleanup(id: string, rt: OciRuntime, o: { conmonPid: number; created: boolean }): Promise<void> {
-    if (o.created) {
+  private async cleanup(id: string, rt: OciRuntime | undefined, o: { conmonPid: number; created: boolean }): Promise<void> {
+    if (rt && o.created) {
       await rt.kill(id, 'SIGKILL').catch(() => undefined);
       await rt.delete(id);
     }
-    if (o.conmonPid > 0 && (await conmonAlive(o.conmonPid, id))) {
+    // A create cut off by its deadline may have left conmon running before berth learnt its PID.
+    const conmonPid = o.conmonPid || Number((await readFile(join(this.bundle(id), 'conmon.pid'), 'utf8').catch(() => '')).trim());
+    if (conmonPid > 0 && (await conmonAlive(conmonPid, id))) {
       try {
-        process.kill(o.conmonPid, 'SIGKILL');
+        process.kill(conmonPid, 'SIGKILL');
       } catch {
         // already gone
       }
@@ -290,12 +313,19 @@ export class ContainerService implements PodContainers {
       if (!sandbox || sandbox.state !== 'ready') throw failedPrecondition(`pod sandbox ${rec.sandboxId} of container ${rec.id} is not ready`);
       // Taken before the start, so a process that exits at once never finishes before it started.
       const startedAt = nowNs();
-      await this.runtime(rec.runtimeHandler).start(rec.id, signal);
-      const now = this.get(rec.id);
-      // The process may already have ended and been noticed; keep that, add the start time.
-      await this.records.put({ ...now, startedAt, state: now.state === 'exited' ? 'exited' : 'running' });
-      this.emit(rec, 'CONTAINER_STARTED_EVENT');
-      this.log.info({ container: rec.id }, 'container started');
+      // An exit noticed while the start is in flight waits for it, so "started" is recorded (and
+      // sent to event streams) before "stopped".
+      this.starting.add(rec.id);
+      try {
+        await this.runtime(rec.runtimeHandler).start(rec.id, signal);
+        await this.records.put({ ...this.get(rec.id), startedAt, state: 'running' });
+        this.emit(rec, 'CONTAINER_STARTED_EVENT');
+        this.log.info({ container: rec.id }, 'container started');
+      } finally {
+        this.starting.delete(rec.id);
+        // An exit skipped while starting (also when the start failed) is recorded now.
+        await this.noticeExit(rec.id);
+      }
     });
   }
 
@@ -307,6 +337,7 @@ export class ContainerService implements PodContainers {
     const rec = this.records.get(id);
     if (!rec) return false;
     if (rec.state === 'exited') return true;
+    if (this.starting.has(id)) return false;
     // The file's mtime comes from the kernel's coarse clock and may read a few ms before the start
     // time berth took; an exit is never reported before its start.
     const file = join(this.exitDir, id);

@@ -10,6 +10,7 @@ import { Writable, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { syncDir, tempSibling, writeFileAtomic } from '../util/atomic-file.ts';
 import { assertDigest, digestHex, sha256 } from '../util/digest.ts';
+import { writeAll } from '../util/write-all.ts';
 import { BerthError, errorMessage, failedPrecondition, invalidArgument, notFound, resourceExhausted } from '../util/errors.ts';
 
 /** What the caller knows about a blob before fetching it (usually an OCI descriptor). */
@@ -64,29 +65,6 @@ function validateExpected(expected: ExpectedBlob): ExpectedBlob {
     throw invalidArgument(`blob size ${size} for ${expected.digest} is not a non-negative integer`);
   }
   return { digest: expected.digest, size };
-}
-
-/** Write every byte of `chunks`; a regular-file write may be short when the disk is nearly full. */
-async function writeAll(handle: FileHandle, chunks: Buffer[]): Promise<void> {
-  let pending = chunks;
-  while (pending.length > 0) {
-    const { bytesWritten } = await handle.writev(pending);
-    pending = dropBytes(pending, bytesWritten);
-  }
-}
-
-function dropBytes(chunks: Buffer[], count: number): Buffer[] {
-  let rest = count;
-  const out: Buffer[] = [];
-  for (const chunk of chunks) {
-    if (rest >= chunk.length) {
-      rest -= chunk.length;
-    } else {
-      out.push(rest > 0 ? chunk.subarray(rest) : chunk);
-      rest = 0;
-    }
-  }
-  return out;
 }
 
 type WriterState = 'writing' | 'verified' | 'committed' | 'aborted';
@@ -148,7 +126,7 @@ export class ContentWriter extends Writable {
       return;
     }
     Promise.resolve()
-      .then(() => writeAll(this.#requireHandle(), buffers))
+      .then(() => writeAll(this.#requireHandle(), buffers, `blob ${this.expected.digest}`))
       .then(
       () => callback(),
       (err: unknown) => callback(ioError(err, this.expected.digest)),

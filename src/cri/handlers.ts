@@ -10,6 +10,9 @@ import { imageStatus } from './image-status.ts';
 import { pullImage } from './pull-image.ts';
 import { removeImage } from './remove-image.ts';
 import { imageFsInfo } from './image-fs-info.ts';
+import { exec } from './exec.ts';
+import { attach } from './attach.ts';
+import { portForward } from './port-forward.ts';
 import { runPodSandbox } from './run-pod-sandbox.ts';
 import { stopPodSandbox } from './stop-pod-sandbox.ts';
 import { removePodSandbox } from './remove-pod-sandbox.ts';
@@ -45,6 +48,9 @@ export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, 
     Version: unary(version),
     Status: unary(status),
     RuntimeConfig: unary(runtimeConfig),
+    Exec: unary(exec),
+    Attach: unary(attach),
+    PortForward: unary(portForward),
     UpdateRuntimeConfig: unary(updateRuntimeConfig),
     RunPodSandbox: unary(runPodSandbox),
     StopPodSandbox: unary(stopPodSandbox),

@@ -1,7 +1,8 @@
 // ImageStatus: one image by reference or ID; an unknown image is an empty answer, not an error,
 // as the CRI contract asks. `verbose` adds the image config as JSON.
 import type { UnaryRpc } from './rpc.ts';
-import type { ImageStatusRequest, ImageStatusResponse } from './types.ts';
+import type { ImageStatusRequest__Output as ImageStatusRequest } from './gen/runtime/v1/ImageStatusRequest.ts';
+import type { ImageStatusResponse } from './gen/runtime/v1/ImageStatusResponse.ts';
 import { requireImageName, toCriImage } from './image-view.ts';
 
 export const imageStatus: UnaryRpc<ImageStatusRequest, ImageStatusResponse> = async (req, ctx) => {

@@ -1,7 +1,8 @@
 // Turns berth's image records into the CRI Image message, shared by ListImages, StreamImages and
 // ImageStatus so the three answer identically.
 import type { ImageRecordView } from '../image/service.ts';
-import type { Image, ImageSpec } from './types.ts';
+import type { Image } from './gen/runtime/v1/Image.ts';
+import type { ImageSpec__Output as ImageSpec } from './gen/runtime/v1/ImageSpec.ts';
 import { invalidArgument } from '../util/errors.ts';
 
 export function toCriImage(view: ImageRecordView): Image {

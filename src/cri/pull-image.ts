@@ -1,6 +1,7 @@
 // PullImage: fetches an image (with the kubelet's credentials, if any) and answers its ID.
 import type { UnaryRpc } from './rpc.ts';
-import type { PullImageRequest, PullImageResponse } from './types.ts';
+import type { PullImageRequest__Output as PullImageRequest } from './gen/runtime/v1/PullImageRequest.ts';
+import type { PullImageResponse } from './gen/runtime/v1/PullImageResponse.ts';
 import { requireImageName } from './image-view.ts';
 import type { PullAuth } from '../image/registry/config.ts';
 

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ImageService } from '../image/service.ts';
 import type { RuntimeProbe } from '../runtime-probe.ts';
+import type { StreamingServer } from '../streaming/server.ts';
 import type { PodNetwork } from '../network/cni.ts';
 import type { SandboxService } from '../sandbox/service.ts';
 import type { ContainerService } from '../container/service.ts';
@@ -13,6 +14,8 @@ export interface CriContext {
   log: Logger;
   images: ImageService;
   probe: RuntimeProbe;
+  /** Hands out the one-time URLs that Exec, Attach and PortForward answer with. */
+  streaming: StreamingServer;
   network: PodNetwork;
   sandboxes: SandboxService;
   containers: ContainerService;

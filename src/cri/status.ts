@@ -1,18 +1,9 @@
 // Status: whether the runtime and the pod network are ready, with a reason when they are not.
 import type { UnaryRpc } from './rpc.ts';
-import type { RuntimeCondition, StatusRequest, StatusResponse } from './types.ts';
-import type { RegistryConfig } from '../image/registry/config.ts';
-
-/** Registry settings for `crictl info`: mirrors and TLS choices, never credentials. */
-function redactedRegistry(registry: RegistryConfig): object {
-  const hosts = Object.fromEntries(
-    Object.entries(registry.hosts).map(([domain, h]) => [
-      domain,
-      { mirrors: h.mirrors ?? [], skipUpstream: h.skipUpstream ?? false, plainHttp: h.plainHttp ?? false, caFile: h.caFile, credentials: Boolean(h.username || h.auth || h.identityToken || h.registryToken) },
-    ]),
-  );
-  return { plainHttpHosts: registry.plainHttpHosts, hosts };
-}
+import type { StatusRequest__Output as StatusRequest } from './gen/runtime/v1/StatusRequest.ts';
+import type { StatusResponse } from './gen/runtime/v1/StatusResponse.ts';
+import type { RuntimeCondition } from './gen/runtime/v1/RuntimeCondition.ts';
+import { shownConfig } from '../config/config.ts';
 
 export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) => {
   const probe = await ctx.probe.check();
@@ -34,7 +25,7 @@ export const status: UnaryRpc<StatusRequest, StatusResponse> = async (req, ctx) 
   ];
   const info: Record<string, string> = {};
   if (req.verbose) {
-    info.config = JSON.stringify({ ...ctx.config, registry: redactedRegistry(ctx.config.registry) });
+    info.config = JSON.stringify(shownConfig(ctx.config));
     info.network = JSON.stringify(ctx.network.current() ?? null);
   }
   return {

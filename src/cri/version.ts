@@ -1,6 +1,7 @@
 // Version: the runtime's name and versions, the first RPC a kubelet or crictl sends.
 import type { UnaryRpc } from './rpc.ts';
-import type { VersionRequest, VersionResponse } from './types.ts';
+import type { VersionRequest__Output as VersionRequest } from './gen/runtime/v1/VersionRequest.ts';
+import type { VersionResponse } from './gen/runtime/v1/VersionResponse.ts';
 import { BERTH_VERSION } from '../version.ts';
 
 /** The CRI API version berth speaks; kubelets compare it with their own. */

@@ -1,6 +1,7 @@
 // The daemon's services in the order they start (and the reverse order they stop): stores and the
 // image service, pod networking, pod sandboxes, containers (whose init recovers what ran while
-// berthd was down), and last the CRI server that exposes them.
+// berthd was down), the streaming server (exec/attach/port-forward URLs), and last the CRI server
+// that exposes them.
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import { ImageService } from '../image/service.ts';
@@ -9,8 +10,12 @@ import { SandboxService } from '../sandbox/service.ts';
 import { ContainerService } from '../container/service.ts';
 import { RuntimeProbe } from '../runtime-probe.ts';
 import { startCriServer } from '../cri/server.ts';
+import { startStreamingServer } from '../streaming/server.ts';
+import { RuntimeStreamingBackend } from '../streaming/runtime-backend.ts';
 
 export interface Services {
+  /** Where Exec/Attach/PortForward URLs point, for the start-up log line. */
+  streamingUrl: string;
   /** Stops everything in reverse order; containers keep running under their conmon. */
   stop(): Promise<void>;
 }
@@ -41,10 +46,15 @@ export async function startServices(config: BerthConfig, log: Logger): Promise<S
     await containers.init();
     stops.push(() => containers.close());
 
-    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), network, sandboxes, containers });
+    const backend = new RuntimeStreamingBackend(config, containers, sandboxes, log.child({ component: 'streaming' }));
+    stops.push(() => backend.close());
+    const streaming = await startStreamingServer(config.streaming, backend, log.child({ component: 'streaming' }));
+    stops.push(() => streaming.stop());
+
+    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), network, sandboxes, containers, streaming });
     // Let in-flight RPCs finish briefly, then cut the rest so shutdown never hangs.
     stops.push(() => server.shutdown(5000));
-    return { stop };
+    return { streamingUrl: streaming.baseUrl, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -90,6 +90,9 @@ export class Puller {
     // jobs early keeps the last one from finishing alone.
     const bySize = layers.map((layer, i) => ({ layer, parent: i === 0 ? null : (chains[i - 1] as string) })).sort((a, b) => b.layer.size - a.layer.size);
     throwMostTelling(await Promise.allSettled(bySize.map(({ layer, parent }) => this.layer(ref, layer, parent, auth, signal))));
+    // Layers unpacked side by side; now that all exist, directories a layer made only as parents
+    // take their metadata from the layers below.
+    await this.deps.snapshots.inheritParentDirs(chains);
     log.debug({ image: name, layers: layers.length, ms: Date.now() - started }, 'layers ready');
 
     return {
@@ -158,7 +161,7 @@ export class Puller {
     const started = Date.now();
     try {
       const info = await snapshots.unpackWith(layer.chainId, parent, layer.diffId, {
-        fill: (dir) => this.deps.unpackers.unpack(dir, source, writer ? [new Tee(writer)] : [], layer.diffId, what),
+        fill: (dir) => this.deps.unpackers.unpack(dir, source, writer ? [new Tee(writer)] : [], layer.diffId, what, layer.size),
         // Another pull made the snapshot meanwhile: keep the blob, if we were fetching it.
         skip: async () => {
           if (writer) await pipeline(source, writer);

@@ -4,12 +4,11 @@
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import type { BerthConfig } from '../config/config.ts';
 import { ContentStore } from '../content/store.ts';
 import { SnapshotStore } from '../snapshot/store.ts';
 import { UnpackPool } from '../snapshot/unpack-pool.ts';
 import { RegistryClient } from './registry/client.ts';
-import type { PullAuth } from './registry/config.ts';
+import type { PullAuth, RegistryConfig } from './registry/config.ts';
 import { formatDigested, formatName, formatTagged, parseReference, type ImageRef } from './reference.ts';
 import { ImageRecords, type ImageRecord } from './records.ts';
 import { Puller } from './pull.ts';
@@ -45,10 +44,28 @@ export interface LeasedImage {
   config: ImageConfig;
 }
 
+/**
+ * The settings the image service takes. The daemon's config (src/config/) carries them; the image
+ * service does not know the rest of it, so src/config depends on src/image and never the reverse.
+ */
+export interface ImageServiceConfig {
+  /** Persistent state root: metadata, content, snapshots live below it. */
+  root: string;
+  image: {
+    /** `os/arch[/variant]` picked out of manifest lists. */
+    platform: string;
+    /** Layers downloaded and unpacked at once, across all pulls. */
+    maxConcurrentDownloads: number;
+    /** Attempts per registry request on 5xx or a reset connection. */
+    pullAttempts: number;
+  };
+  registry: RegistryConfig;
+}
+
 const ID_PREFIX_RE = /^(?:sha256:)?([a-f0-9]{1,64})$/;
 
 export class ImageService {
-  private readonly config: BerthConfig;
+  private readonly config: ImageServiceConfig;
   private readonly log: Logger;
   private readonly records: ImageRecords;
   private readonly leases: LeaseStore;
@@ -65,7 +82,7 @@ export class ImageService {
   private gcRunning: Promise<void> | undefined;
   private gcWanted = false;
 
-  constructor(config: BerthConfig, log: Logger) {
+  constructor(config: ImageServiceConfig, log: Logger) {
     this.config = config;
     this.log = log;
     this.records = new ImageRecords(join(config.root, 'metadata'));
@@ -99,7 +116,6 @@ export class ImageService {
     for (const path of await this.leases.load()) this.log.warn({ path }, 'unreadable lease moved aside; its layers are no longer held');
     for (const path of await this.pins.load()) this.log.warn({ path }, 'unreadable pin set moved aside; its owner must set its pins again');
     await this.runGc();
-    this.unpackers.warm();
   }
 
   /**

@@ -4,6 +4,7 @@
 // session), which is what lets containers survive a daemon restart.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { BerthError } from '../util/errors.ts';
 import type { OciRuntime } from './runtime.ts';
@@ -28,8 +29,11 @@ export interface ConmonCreate {
   signal?: AbortSignal;
 }
 
-/** Starts conmon, which creates the container; resolves with the container's PID once it exists. */
-export async function conmonCreate(o: ConmonCreate): Promise<number> {
+/**
+ * Starts conmon, which creates the container; resolves with the container's PID and conmon's once
+ * the container exists.
+ */
+export async function conmonCreate(o: ConmonCreate): Promise<{ pid: number; conmonPid: number }> {
   o.signal?.throwIfAborted();
   const args = [
     '--api-version', '1',
@@ -62,6 +66,8 @@ export async function conmonCreate(o: ConmonCreate): Promise<number> {
   child.stderr?.on('data', (c: Buffer) => {
     stderr += c.toString();
   });
+  // The first conmon process forks the monitor, writes its PID file and exits; wait for that too.
+  const parentExited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let text = '';
   const step = `${o.runtime.handler} create ${o.id} (under conmon)`;
   const reply = new Promise<{ data: number; message?: string }>((resolve, reject) => {
@@ -91,7 +97,10 @@ export async function conmonCreate(o: ConmonCreate): Promise<number> {
     if (typeof res.data !== 'number' || res.data <= 0) {
       throw new BerthError('failed-precondition', `${step} failed: ${(res.message ?? stderr).trim() || 'no message from the runtime'}`);
     }
-    return res.data;
+    await Promise.race([parentExited, aborted]);
+    const conmonPid = Number((await readFile(o.conmonPidFile, 'utf8')).trim());
+    if (!(conmonPid > 0)) throw new BerthError('internal', `${step}: conmon wrote no PID to ${o.conmonPidFile}`);
+    return { pid: res.data, conmonPid };
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', onAbort);

@@ -172,7 +172,8 @@ export async function buildSpec(input: SpecInput): Promise<BuiltSpec> {
     annotations: { ...config.annotations },
     linux: {
       // Absent namespace options mean POD for every namespace (the proto's zero value), as containerd reads them.
-      namespaces: namespaces(sandbox, sc?.namespace_options?.pid ?? 'POD', input.targetPid),
+      // A host-PID pod puts every container in the host's PID namespace, whatever the container says.
+      namespaces: namespaces(sandbox, sandbox.hostPid ? 'NODE' : (sc?.namespace_options?.pid ?? 'POD'), input.targetPid),
       cgroupsPath: input.cgroupsPath,
       devices,
       resources: { ...resources, devices: deviceRules },

@@ -2,13 +2,13 @@
 // A sandbox has no infra container: its namespaces are pinned (see namespaces.ts), so a pod costs
 // no process unless it shares a PID namespace.
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { PodSandboxConfig__Output } from '../cri/gen/runtime/v1/PodSandboxConfig.ts';
 import { RecordDir } from '../store/record-dir.ts';
-import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound } from '../util/errors.ts';
+import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound, throwMostTelling } from '../util/errors.ts';
 import { KeyedMutex } from '../util/keyed-mutex.ts';
 import { mount, mountsUnder, unmount } from '../util/mount.ts';
 import { writePodFiles } from './files.ts';
@@ -61,6 +61,7 @@ export class SandboxService {
   /** Loads records and checks each ready sandbox still has what it needs (after a reboot it does not). */
   async init(): Promise<void> {
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable sandbox record moved aside; that pod is forgotten');
+    await this.sweepOrphans();
     for (const sb of this.records.all()) {
       if (sb.state !== 'ready') continue;
       const holderGone = sb.pidHolder !== undefined && !(await isAlive(sb.pidHolder));
@@ -70,6 +71,23 @@ export class SandboxService {
         this.log.warn({ sandbox: sb.id, holderGone, lost }, 'sandbox lost its namespaces while berthd was down; marking it not ready');
         await this.records.put({ ...sb, state: 'notready' });
       }
+    }
+  }
+
+  /** Releases pod directories and netns pins that no record owns (a record moved aside as corrupt). */
+  private async sweepOrphans(): Promise<void> {
+    const known = (name: string): boolean => !/^[a-f0-9]{64}$/.test(name) || this.records.get(name) !== undefined;
+    for (const name of await readdir(join(this.config.state, 'sandboxes')).catch(() => [] as string[])) {
+      if (known(name)) continue;
+      const dir = join(this.config.state, 'sandboxes', name);
+      for (const m of await mountsUnder(dir)) await unmount(m);
+      await rm(dir, { recursive: true, force: true });
+      this.log.warn({ sandbox: name }, 'released the namespaces of a pod berth has no record of');
+    }
+    for (const name of await readdir(join(this.config.state, 'netns')).catch(() => [] as string[])) {
+      if (known(name)) continue;
+      await this.net.tearDown({ sandboxId: name, netnsPath: join(this.config.state, 'netns', name) }).catch(() => undefined);
+      await removeNetns(join(this.config.state, 'netns', name));
     }
   }
 
@@ -133,20 +151,29 @@ export class SandboxService {
         await mkdir(dir, { recursive: true, mode: 0o711 });
         if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
         await writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config });
-        Object.assign(rec, await pinNamespaces(dir, { ipc: !hostIpc, uts: !hostNetwork }, signal));
-        if (!hostIpc) {
-          await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-          await mount('tmpfs', 'shm', join(dir, 'shm'), ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'], signal);
-        }
-        if ((nsOpts?.pid ?? 'POD') === 'POD') {
-          rec.pidHolder = await startPidHolder(this.config.runtime.infraPath, signal);
-        }
-        if (!hostNetwork) {
-          // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
-          rec.netnsPath = join(this.config.state, 'netns', id);
-          await createNetns(rec.netnsPath, signal);
-          rec.ips = (await this.net.setUp(this.networkRequest(rec), signal)).ips;
-        }
+        // The namespaces, /dev/shm, the PID holder and the network do not depend on each other:
+        // set them up side by side (CNI ADD is the long pole). Each records what it made in `rec`
+        // as soon as it exists, so a rollback releases exactly that.
+        const steps = await Promise.allSettled([
+          (async () => {
+            Object.assign(rec, await pinNamespaces(dir, { ipc: !hostIpc, uts: !hostNetwork }, signal));
+            if (!hostIpc) {
+              await mkdir(join(dir, 'shm'), { mode: 0o1777 });
+              await mount('tmpfs', 'shm', join(dir, 'shm'), ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'], signal);
+            }
+          })(),
+          (async () => {
+            if ((nsOpts?.pid ?? 'POD') === 'POD') rec.pidHolder = await startPidHolder(this.config.runtime.infraPath, signal);
+          })(),
+          (async () => {
+            if (hostNetwork) return;
+            // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
+            rec.netnsPath = join(this.config.state, 'netns', id);
+            await createNetns(rec.netnsPath, signal);
+            rec.ips = (await this.net.setUp(this.networkRequest(rec), signal)).ips;
+          })(),
+        ]);
+        throwMostTelling(steps);
         rec.state = 'ready';
         await this.records.put(rec);
         this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');

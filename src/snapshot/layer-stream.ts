@@ -3,7 +3,9 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
-import { BerthError } from '../util/errors.ts';
+import { pipeline } from 'node:stream/promises';
+import { BerthError, throwMostTelling } from '../util/errors.ts';
+import { unpackLayer, type UnpackStats } from './unpack.ts';
 
 /**
  * Reads the first bytes of a stream and puts them back. Media types are not trusted for the
@@ -96,4 +98,17 @@ export class Tee extends Transform {
   override _flush(cb: TransformCallback): void {
     this.side.end(() => cb());
   }
+}
+
+/**
+ * A compressed (or plain) layer stream → decompress → verify `diffId` → files in `dir`. What an
+ * unpack worker runs, and what the pool runs in the daemon's own thread for small layers.
+ */
+export async function unpackCompressed(input: Readable, dir: string, diffId: string, what: string): Promise<UnpackStats> {
+  const head = await peek(input, 4);
+  const verifier = new DigestVerifier(diffId, what);
+  const results = await Promise.allSettled([pipeline(input, decompressorFor(head), verifier), unpackLayer(verifier, dir)]);
+  // Stream side first: a digest mismatch says more than the unpacker seeing its input cut off.
+  throwMostTelling(results);
+  return (results[1] as PromiseFulfilledResult<UnpackStats>).value;
 }

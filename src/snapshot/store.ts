@@ -10,13 +10,14 @@
 // be unpacked concurrently and in any order; overlay stacks them at mount time.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, lchown, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 import { chainIds, digestHex, isDigest } from '../util/digest.ts';
 import { BerthError, errorMessage } from '../util/errors.ts';
 import type { UnpackStats } from './unpack.ts';
+import { quoteDump, unquoteDump } from './xattr-dump.ts';
 
 const TMP_PREFIX = '.tmp-';
 const HEX_RE = /^[a-f0-9]{64}$/;
@@ -31,6 +32,11 @@ export interface SnapshotInfo {
   /** Inodes this layer created (files, directories, whiteouts): an estimate for ImageFsInfo. */
   inodes: number;
   createdAt: string;
+  /**
+   * Directories the layer needed but did not list, still waiting to take the mode, owner and xattrs
+   * of the same path below (inheritParentDirs); absent once done.
+   */
+  implicitDirs?: string[];
 }
 
 /** Where a new snapshot's files come from. */
@@ -139,6 +145,29 @@ export class SnapshotStore {
     return true;
   }
 
+  /**
+   * Gives each directory a layer created only as a missing parent the mode, owner and xattrs of the
+   * same path in the nearest layer below that has it, as containerd's unpack onto the mounted parent
+   * does (a layer adding `/tmp/x` keeps `/tmp` 1777; one adding a file in a user's 0700 home keeps
+   * it theirs). Where no layer below has the path, it stays 0755 root. Layers unpack in parallel, so
+   * this runs once every layer of an image exists, bottom-up, before the image is recorded; it is
+   * idempotent, and a snapshot records when it is done.
+   */
+  async inheritParentDirs(chainIdsBaseFirst: readonly string[]): Promise<void> {
+    const index = await this.#loadIndex();
+    for (let i = 1; i < chainIdsBaseFirst.length; i++) {
+      const hex = digestHex(chainIdsBaseFirst[i] as string);
+      const info = index.get(hex);
+      if (!info?.implicitDirs) continue;
+      const below = chainIdsBaseFirst.slice(0, i).map((id) => this.fsPath(id)).reverse();
+      await adoptLowerDirs(this.fsPath(chainIdsBaseFirst[i] as string), info.implicitDirs, below);
+      const done: SnapshotInfo = { ...info };
+      delete done.implicitDirs;
+      await writeFileAtomic(join(this.root, hex, 'info.json'), `${JSON.stringify(done, null, 2)}\n`);
+      index.set(hex, done);
+    }
+  }
+
   /** Startup sweep: temp dirs left by a crash, and anything under a snapshot name without valid info. */
   async cleanup(): Promise<number> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
@@ -169,13 +198,21 @@ export class SnapshotStore {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const tmp = await mkdtemp(join(this.root, TMP_PREFIX));
     this.#ownTemps.add(tmp);
+    let failed = false;
     try {
       const info = await this.#fill(tmp, chainId, parent, diffId, source);
       const winner = await this.#commit(tmp, hex, info);
       index.set(hex, winner);
       return winner;
+    } catch (err) {
+      failed = true;
+      throw err;
     } finally {
-      await rm(tmp, { recursive: true, force: true });
+      // The first error explains the failure; one from removing the temp dir would only hide it
+      // (the dir is then swept at the next start).
+      await rm(tmp, { recursive: true, force: true }).catch((err: unknown) => {
+        if (!failed) throw err;
+      });
       this.#ownTemps.delete(tmp);
     }
   }
@@ -192,6 +229,7 @@ export class SnapshotStore {
       size: stats.bytes,
       inodes: stats.files + stats.dirs + stats.whiteouts + 1,
       createdAt: new Date().toISOString(),
+      ...(stats.implicitDirs && parent !== null ? { implicitDirs: stats.implicitDirs } : {}),
     };
     await writeFileAtomic(join(tmp, 'info.json'), `${JSON.stringify(info, null, 2)}\n`);
     return info;
@@ -256,7 +294,10 @@ async function readInfo(dir: string, hex: string): Promise<SnapshotInfo | null> 
     const info = JSON.parse(await readFile(join(dir, 'info.json'), 'utf8')) as Partial<SnapshotInfo>;
     if (typeof info.chainId !== 'string' || !isDigest(info.chainId) || digestHex(info.chainId) !== hex) return null;
     if (typeof info.diffId !== 'string' || typeof info.size !== 'number') return null;
+    const implicit = info.implicitDirs;
+    if (implicit !== undefined && !(Array.isArray(implicit) && implicit.every((p) => typeof p === 'string' && isInside(p)))) return null;
     return {
+      ...(implicit !== undefined && implicit.length > 0 ? { implicitDirs: implicit } : {}),
       chainId: info.chainId,
       diffId: info.diffId,
       parent: typeof info.parent === 'string' ? info.parent : null,
@@ -270,6 +311,72 @@ async function readInfo(dir: string, hex: string): Promise<SnapshotInfo | null> 
 }
 
 const execFileAsync = promisify(execFile);
+
+/** A relative path that stays inside the layer: no empty, `.` or `..` components, not absolute. */
+function isInside(rel: string): boolean {
+  return rel !== '' && !rel.startsWith('/') && rel.split('/').every((c) => c !== '' && c !== '.' && c !== '..' && !c.includes('\0'));
+}
+
+/**
+ * For each of `rels` (directories in `layerFs`), finds the same path in `lowerFs` (nearest first);
+ * the first layer that has it decides: a directory gives its mode, owner and xattrs, anything else
+ * (a file, a whiteout) hides the lower layers and leaves 0755 root.
+ */
+async function adoptLowerDirs(layerFs: string, rels: readonly string[], lowerFs: readonly string[]): Promise<void> {
+  const sources: Array<{ from: string; to: string }> = [];
+  for (const rel of rels) {
+    if (!isInside(rel)) continue;
+    const to = join(layerFs, rel);
+    for (const lower of lowerFs) {
+      const from = join(lower, rel);
+      const st = await lstat(from).catch(() => null);
+      if (st === null) continue;
+      if (st.isDirectory()) {
+        const mine = await lstat(to);
+        if (!mine.isDirectory()) break;
+        await lchown(to, st.uid, st.gid);
+        await chmod(to, st.mode & 0o7777);
+        sources.push({ from, to });
+      }
+      break;
+    }
+  }
+  await copyXattrs(sources);
+}
+
+/** Copies every xattr but overlay's own (a lower dir's opaque mark must not hide our layer's view). */
+async function copyXattrs(pairs: ReadonlyArray<{ from: string; to: string }>): Promise<void> {
+  if (pairs.length === 0) return;
+  let dump: string;
+  try {
+    ({ stdout: dump } = await execFileAsync('getfattr', ['-h', '-d', '-m', '-', '-e', 'base64', '--absolute-names', '--', ...pairs.map((p) => p.from)], { maxBuffer: 64 << 20, env: { ...process.env, LC_ALL: 'C' } }));
+  } catch (err) {
+    throw new BerthError('internal', `cannot read xattrs of lower layer directories: ${errorMessage(err)}`, { cause: err });
+  }
+  const target = new Map(pairs.map((p) => [p.from, p.to]));
+  let restore = '';
+  let to: string | undefined;
+  for (const line of dump.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      to = target.get(unquoteDump(line.slice('# file: '.length)));
+      if (to !== undefined) restore += `# file: ${quoteDump(to)}\n`;
+    } else if (line === '') {
+      if (to !== undefined) restore += '\n';
+      to = undefined;
+    } else if (to !== undefined && !line.startsWith('trusted.overlay.')) {
+      restore += `${line}\n`;
+    }
+  }
+  if (!restore.includes('=')) return;
+  await new Promise<void>((resolve, reject) => {
+    const child = execFile('setfattr', ['-h', '--restore=-'], { env: { ...process.env, LC_ALL: 'C' } }, (err) => {
+      if (err) reject(new BerthError('internal', `cannot copy xattrs of lower layer directories: ${errorMessage(err)}`, { cause: err }));
+      else resolve();
+    });
+    child.stdin?.end(restore);
+  });
+}
+
 
 /** `sync -f` is syncfs(2): one call flushes every file of the layer, unlike an fsync per file. */
 async function syncFilesystem(path: string): Promise<void> {

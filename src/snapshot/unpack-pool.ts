@@ -1,17 +1,29 @@
 // A small pool of unpack worker threads (see unpack-worker.ts) and the Writable that feeds one.
-// Workers are reused across layers and pulls; idle ones don't keep the daemon alive.
+// Workers exist only while there is work: one starts when a big layer needs it, is reused by the
+// layers and pulls that follow, and exits after a few idle seconds, so an idle daemon holds no
+// thread heaps. Small layers (the pause image, busybox-sized apps) unpack in the daemon's own
+// thread: starting a worker would cost more than the layer, and they block it only briefly.
 import { Worker } from 'node:worker_threads';
-import { Writable, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { UnpackStats } from './unpack.ts';
 import type { InMessage, OutMessage, WireError } from './unpack-worker.ts';
-import { BerthError } from '../util/errors.ts';
+import { PassThrough, Writable, type Readable, type Transform } from 'node:stream';
+import { BerthError, throwMostTelling } from '../util/errors.ts';
 
 const WORKER_URL = new URL('./unpack-worker.ts', import.meta.url);
 /** Network chunks are gathered to about this size before one message carries them to the worker. */
 const BATCH = 1 << 20;
 /** Compressed bytes posted but not yet taken by the worker; past this the download waits. */
 const MAX_IN_FLIGHT = 4 << 20;
+/**
+ * How long a failed layer's worker gets to stop (its tar reader ends, its mknod children exit)
+ * before it is terminated instead. Either way the caller hears of the failure only afterwards.
+ */
+const STOP_GRACE_MS = 30_000;
+/** Layers up to this compressed size unpack in the calling thread. */
+export const INLINE_MAX = 2 << 20;
+/** An idle worker exits after this long, giving its heap back. */
+const IDLE_EXIT_MS = 5_000;
 
 function fromWire(e: WireError): Error {
   if (e.kind) return new BerthError(e.kind, e.message);
@@ -27,6 +39,11 @@ class WorkerSink extends Writable {
   private waitingForAck: (() => void) | undefined;
   private finalCallback: ((err?: Error | null) => void) | undefined;
   private outcome: { stats: UnpackStats } | { error: Error } | undefined;
+  private markSettled: () => void = () => undefined;
+  /** Resolves once the worker has reported: from then on it no longer touches the layer's files. */
+  readonly settledP = new Promise<void>((resolve) => {
+    this.markSettled = resolve;
+  });
   stats: UnpackStats | undefined;
 
   constructor(worker: Worker, start: Omit<Extract<InMessage, { type: 'start' }>, 'type'>) {
@@ -60,6 +77,7 @@ class WorkerSink extends Writable {
   private settle(outcome: { stats: UnpackStats } | { error: Error }): void {
     if (this.outcome) return;
     this.outcome = outcome;
+    this.markSettled();
     this.worker.off('message', this.onMessage);
     this.worker.off('error', this.onWorkerError);
     const resume = this.waitingForAck;
@@ -123,8 +141,20 @@ class WorkerSink extends Writable {
   }
 }
 
+function settledWithin(sink: WorkerSink, ms: number): Promise<boolean> {
+  if (sink.settled) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    void sink.settledP.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
 export class UnpackPool {
   private readonly idle: Worker[] = [];
+  private readonly idleTimers = new Map<Worker, NodeJS.Timeout>();
   private readonly waiters: Array<(w: Worker) => void> = [];
   private readonly all = new Set<Worker>();
   private readonly size: number;
@@ -133,12 +163,9 @@ export class UnpackPool {
     this.size = size;
   }
 
-  /**
-   * Starts every worker now, so the first pull does not pay for thread start-up and module
-   * loading (a few hundred ms on a small node).
-   */
-  warm(): void {
-    while (this.all.size < this.size) this.release(this.spawn(), true);
+  /** Worker threads alive right now (busy or about to exit). */
+  get workers(): number {
+    return this.all.size;
   }
 
   private spawn(): Worker {
@@ -146,15 +173,22 @@ export class UnpackPool {
     this.all.add(worker);
     worker.once('exit', () => {
       this.all.delete(worker);
-      const i = this.idle.indexOf(worker);
-      if (i >= 0) this.idle.splice(i, 1);
+      this.forgetIdle(worker);
     });
     return worker;
+  }
+
+  private forgetIdle(worker: Worker): void {
+    const i = this.idle.indexOf(worker);
+    if (i >= 0) this.idle.splice(i, 1);
+    clearTimeout(this.idleTimers.get(worker));
+    this.idleTimers.delete(worker);
   }
 
   private async acquire(): Promise<Worker> {
     const ready = this.idle.pop();
     if (ready) {
+      this.forgetIdle(ready);
       ready.ref();
       return ready;
     }
@@ -162,12 +196,12 @@ export class UnpackPool {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  private release(worker: Worker, healthy: boolean): void {
+  private async release(worker: Worker, healthy: boolean): Promise<void> {
     if (!healthy) {
-      // A worker whose layer failed midway may still hold half a stream: replace it, and hand the
-      // replacement to whoever is waiting, or that layer would wait forever.
+      // A worker that did not stop in time may still hold half a stream: replace it once it is
+      // gone, and hand the replacement to whoever is waiting, or that layer would wait forever.
       this.all.delete(worker);
-      void worker.terminate();
+      await worker.terminate();
       worker = this.spawn();
     }
     const next = this.waiters.shift();
@@ -177,27 +211,49 @@ export class UnpackPool {
     }
     worker.unref();
     this.idle.push(worker);
+    const timer = setTimeout(() => {
+      this.forgetIdle(worker);
+      this.all.delete(worker);
+      void worker.terminate();
+    }, IDLE_EXIT_MS);
+    timer.unref();
+    this.idleTimers.set(worker, timer);
   }
 
   /**
    * Pipes `source` through `through` (e.g. a tee into the content store) into a worker that
-   * decompresses, verifies `diffId` and unpacks into `dir`.
+   * decompresses, verifies `diffId` and unpacks into `dir`; a layer of at most INLINE_MAX
+   * compressed bytes (`size`, when known) is unpacked in this thread instead.
    */
-  async unpack(dir: string, source: Readable, through: Transform[], diffId: string, what: string): Promise<UnpackStats> {
+  async unpack(dir: string, source: Readable, through: Transform[], diffId: string, what: string, size?: number): Promise<UnpackStats> {
+    if (size !== undefined && size <= INLINE_MAX) return unpackHere(dir, source, through, diffId, what);
     const worker = await this.acquire();
     const sink = new WorkerSink(worker, { dir, diffId, what });
-    let healthy = false;
     try {
       await pipeline([source, ...through, sink]);
       if (!sink.stats) throw new BerthError('internal', `${what}: unpack worker ended without a result`);
-      healthy = true;
       return sink.stats;
     } finally {
-      this.release(worker, healthy && sink.settled);
+      // On failure (a dropped download, a full disk) the worker was told to abort; the caller will
+      // delete `dir` next, so wait until the worker has stopped writing into it.
+      await this.release(worker, await settledWithin(sink, STOP_GRACE_MS));
     }
   }
 
   async close(): Promise<void> {
+    for (const timer of this.idleTimers.values()) clearTimeout(timer);
+    this.idleTimers.clear();
     await Promise.all([...this.all].map((w) => w.terminate()));
   }
+}
+
+/** The small-layer path: the same stream pipeline a worker runs, in this thread. */
+async function unpackHere(dir: string, source: Readable, through: Transform[], diffId: string, what: string): Promise<UnpackStats> {
+  // Loaded on first use: a daemon that never unpacks a small layer does not hold the tar reader.
+  const { unpackCompressed } = await import('./layer-stream.ts');
+  const pass = new PassThrough({ highWaterMark: 1 << 20 });
+  const results = await Promise.allSettled([pipeline([source, ...through, pass]), unpackCompressed(pass, dir, diffId, what)]);
+  // Both sides have stopped (the unpacker waits for its children): `dir` is the caller's to remove.
+  throwMostTelling(results);
+  return (results[1] as PromiseFulfilledResult<UnpackStats>).value;
 }

@@ -8,10 +8,9 @@
 //   out: {type:'ack', bytes}*  then  {type:'done', stats} | {type:'error', error}
 import { parentPort } from 'node:worker_threads';
 import { PassThrough } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { DigestVerifier, decompressorFor, peek } from './layer-stream.ts';
-import { unpackLayer, type UnpackStats } from './unpack.ts';
-import { BerthError, throwMostTelling, type ErrorKind } from '../util/errors.ts';
+import { unpackCompressed } from './layer-stream.ts';
+import type { UnpackStats } from './unpack.ts';
+import { BerthError, type ErrorKind } from '../util/errors.ts';
 
 export interface StartMessage {
   type: 'start';
@@ -36,15 +35,6 @@ function toWire(err: unknown): WireError {
   return { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}), ...(e?.syscall ? { syscall: e.syscall } : {}) };
 }
 
-async function unpack(start: StartMessage, input: PassThrough): Promise<UnpackStats> {
-  const head = await peek(input, 4);
-  const verifier = new DigestVerifier(start.diffId, start.what);
-  const results = await Promise.allSettled([pipeline(input, decompressorFor(head), verifier), unpackLayer(verifier, start.dir)]);
-  // Stream side first: a digest mismatch says more than the unpacker seeing its input cut off.
-  throwMostTelling(results);
-  return (results[1] as PromiseFulfilledResult<UnpackStats>).value;
-}
-
 const port = parentPort;
 if (port) {
   let input: PassThrough | undefined;
@@ -54,7 +44,7 @@ if (port) {
       case 'start': {
         const stream = new PassThrough({ highWaterMark: 1 << 20 });
         input = stream;
-        unpack(msg, stream).then(
+        unpackCompressed(stream, msg.dir, msg.diffId, msg.what).then(
           (stats) => post({ type: 'done', stats }),
           (err: unknown) => {
             stream.destroy();

@@ -32,12 +32,14 @@ import {
   statSync,
   symlinkSync,
   unlinkSync,
-  writevSync,
 } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError, errorMessage } from '../util/errors.ts';
+import { Semaphore } from '../util/semaphore.ts';
+import { writeAll, writeAllSync } from '../util/write-all.ts';
+import { quoteDump } from './xattr-dump.ts';
 
 export interface UnpackStats {
   /** Non-directory entries materialized: regular files, hardlinks, symlinks, devices, fifos. */
@@ -48,6 +50,12 @@ export interface UnpackStats {
   bytes: number;
   /** Whiteouts turned into 0/0 character devices (opaque markers not included). */
   whiteouts: number;
+  /**
+   * Directories made only because an entry below them needed a parent (the tar has no entry of
+   * their own). They are 0755 root here; the snapshot store gives them the metadata of the same
+   * path in the layers below once those exist (see SnapshotStore.inheritParentDirs).
+   */
+  implicitDirs?: string[];
 }
 
 export interface UnpackOptions {
@@ -442,16 +450,6 @@ function baseOf(rel: string): string {
   return rel.slice(rel.lastIndexOf('/') + 1);
 }
 
-/** getfattr dump quoting: octal-escape anything that would break the line-oriented format. */
-function dumpQuote(text: string): string {
-  let out = '';
-  for (const byte of Buffer.from(text)) {
-    out += byte <= 0x20 || byte >= 0x7f || byte === 0x5c || byte === 0x3d
-      ? `\\${byte.toString(8).padStart(3, '0')}`
-      : String.fromCharCode(byte);
-  }
-  return out;
-}
 
 /** The process umask, which open/mkdir apply; knowing it lets us skip chmod when it changes nothing. */
 function currentUmask(): number {
@@ -484,27 +482,6 @@ function runTool(cmd: string, args: string[], input?: string): Promise<string> {
   });
 }
 
-class Limiter {
-  readonly #max: number;
-  #active = 0;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(max: number) {
-    this.#max = max;
-  }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#active >= this.#max) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#active++;
-    try {
-      return await fn();
-    } finally {
-      this.#active--;
-      this.#waiting.shift()?.();
-    }
-  }
-}
-
 // ───────────────────────────── writing ─────────────────────────────
 
 interface DirMeta {
@@ -524,36 +501,8 @@ interface Node {
   pending?: Promise<void>;
   /** Shares its inode with another path; its pending xattrs must not be dropped on unlink. */
   linked?: boolean;
-}
-
-/** The buffers still to write after the first `done` bytes went out (partial writes: signals, quota). */
-function unwritten(bufs: Buffer[], done: number): Buffer[] {
-  if (done === 0) throw new BerthError('internal', 'write made no progress');
-  const rest: Buffer[] = [];
-  for (const b of bufs) {
-    if (done >= b.length) done -= b.length;
-    else {
-      rest.push(done > 0 ? b.subarray(done) : b);
-      done = 0;
-    }
-  }
-  return rest;
-}
-
-function writeAllSync(fd: number, bufs: Buffer[], total: number): void {
-  for (let left = total; left > 0; ) {
-    const n = writevSync(fd, bufs);
-    left -= n;
-    if (left > 0) bufs = unwritten(bufs, n);
-  }
-}
-
-async function writeAll(handle: FileHandle, bufs: Buffer[], total: number): Promise<void> {
-  for (let left = total; left > 0; ) {
-    const { bytesWritten } = await handle.writev(bufs);
-    left -= bytesWritten;
-    if (left > 0) bufs = unwritten(bufs, bytesWritten);
-  }
+  /** A directory made as a missing parent, with no entry of its own (so far). */
+  implicit?: boolean;
 }
 
 class Unpacker {
@@ -561,7 +510,8 @@ class Unpacker {
   readonly #nodes = new Map<string, Node>();
   readonly #xattrs = new Map<string, Map<string, Buffer>>();
   readonly #pending = new Set<Promise<void>>();
-  readonly #spawns = new Limiter(SPAWN_CONCURRENCY);
+  readonly #spawns = new Semaphore(SPAWN_CONCURRENCY);
+  readonly #stop = new AbortController();
   readonly #umask = currentUmask();
   readonly #uid = process.geteuid?.() ?? 0;
   readonly #gid = process.getegid?.() ?? 0;
@@ -584,6 +534,10 @@ class Unpacker {
         await this.#entry(entry, parser);
       }
       await this.#finish();
+    } catch (err) {
+      // Children not started yet never will be: the layer has failed.
+      this.#stop.abort(err);
+      throw err;
     } finally {
       // Never return while children still touch the tree; the caller may be about to delete it.
       await Promise.allSettled(this.#pending);
@@ -626,7 +580,7 @@ class Unpacker {
       const node = this.#nodes.get(prefix);
       if (node === undefined) {
         mkdirSync(this.#abs(prefix), 0o755);
-        this.#nodes.set(prefix, { kind: 'dir' });
+        this.#nodes.set(prefix, { kind: 'dir', implicit: true });
         this.stats.dirs++;
       } else if (node.kind !== 'dir') {
         const why = node.kind === 'symlink' ? 'is a symlink' : 'is not a directory';
@@ -681,6 +635,7 @@ class Unpacker {
       this.stats.dirs++;
     }
     node.meta = { mode: e.mode, uid: e.uid, gid: e.gid, atime: e.atime, mtime: e.mtime };
+    node.implicit = false;
     this.#queueXattrs(rel, e.xattrs);
   }
 
@@ -700,7 +655,7 @@ class Unpacker {
     while (parser.dataLeft > 0) chunks.push(await parser.read(parser.dataLeft));
     const fd = openSync(abs, CREATE_FLAGS, e.mode & 0o777);
     try {
-      if (e.size > 0) writeAllSync(fd, chunks, e.size);
+      if (e.size > 0) writeAllSync(fd, chunks, abs);
       this.#fileMetaSync(fd, e);
     } finally {
       closeSync(fd);
@@ -720,7 +675,7 @@ class Unpacker {
         if (batchBytes < WRITE_BATCH && parser.dataLeft > 0) continue;
         // One batch in flight while the next is read: overlap without unbounded buffering.
         if (inflight !== null) await inflight;
-        inflight = writeAll(handle, batch, batchBytes);
+        inflight = writeAll(handle, batch, abs);
         inflight.catch(() => {}); // awaited below; this only keeps a fast failure from being "unhandled"
         batch = [];
         batchBytes = 0;
@@ -780,7 +735,7 @@ class Unpacker {
       if (this.#needsChown(e)) lchownSync(abs, e.uid, e.gid);
       chmodSync(abs, e.mode);
       lutimesSync(abs, e.atime, e.mtime);
-    }));
+    }, this.#stop.signal));
     this.#nodes.set(rel, node);
     this.#queueXattrs(rel, e.xattrs);
     this.stats.files++;
@@ -806,7 +761,7 @@ class Unpacker {
       await model.node.pending;
       linkSync(this.#abs(model.rel), this.#abs(target));
     } else {
-      node.pending = this.#track(this.#spawns.run(() => runTool('mknod', ['--', this.#abs(target), 'c', '0', '0']).then(() => {})));
+      node.pending = this.#track(this.#spawns.run(() => runTool('mknod', ['--', this.#abs(target), 'c', '0', '0']).then(() => {}), this.#stop.signal));
       this.#whiteoutModel = { rel: target, node };
     }
     this.#nodes.set(target, node);
@@ -839,11 +794,11 @@ class Unpacker {
     if (this.#xattrs.size === 0 && opaque.length === 0) return;
     let dump = '';
     for (const [rel, attrs] of this.#xattrs) {
-      dump += `# file: ${dumpQuote(this.#abs(rel))}\n`;
-      for (const [name, value] of attrs) dump += `${dumpQuote(name)}=0s${value.toString('base64')}\n`;
+      dump += `# file: ${quoteDump(this.#abs(rel))}\n`;
+      for (const [name, value] of attrs) dump += `${quoteDump(name)}=0s${value.toString('base64')}\n`;
       dump += '\n';
     }
-    for (const rel of opaque) dump += `# file: ${dumpQuote(this.#abs(rel))}\n${OPAQUE_XATTR}=0s${Buffer.from('y').toString('base64')}\n\n`;
+    for (const rel of opaque) dump += `# file: ${quoteDump(this.#abs(rel))}\n${OPAQUE_XATTR}=0s${Buffer.from('y').toString('base64')}\n\n`;
     this.#xattrs.clear();
     for (const rel of opaque) this.#nodes.get(rel)!.opaque = false;
     try {
@@ -870,6 +825,8 @@ class Unpacker {
     }
     await this.#flushXattrs();
     for (const [rel, node] of dirs) lutimesSync(this.#abs(rel), node.meta!.atime, node.meta!.mtime);
+    const implicit = [...this.#nodes].filter(([, n]) => n.kind === 'dir' && n.implicit === true).map(([rel]) => rel);
+    if (implicit.length > 0) this.stats.implicitDirs = implicit;
   }
 }
 

@@ -1,9 +1,14 @@
-// Cold-pull benchmark: berthd against Debian's containerd 1.6 (its CRI plugin), same machine, same
-// registry, same image (~100 MB gzip over 7 layers, ~10k files), each on an empty store. Both are
-// driven through CRI PullImage with berth's own CRI client. Prints each run, the medians, the
-// ratio and berthd's peak RSS. Not a test: it asserts nothing, it measures.
+// Image-path benchmark: berthd against Debian's containerd 1.6 (its CRI plugin), same machine, same
+// registry, both driven through CRI with berth's own grpc-js client. Each run starts each runtime
+// on an empty root and measures, in this order:
+//   - idle RSS after start (nothing pulled);
+//   - the per-call floor: p50 of Version and ListImages called in a loop;
+//   - a small image (busybox-sized, ~1 MB): PullImage after RemoveImage, and RemoveImage, p50;
+//   - a cold pull of the big image (~100 MB gzip over 7 layers, ~10k files), page cache dropped;
+//   - peak RSS (VmHWM) up to the end of that pull, and (first run only) RSS 30 s after it.
+// Prints every figure with containerd beside it and the ratios. Not a test: it asserts nothing.
 //
-//   node --import tsx test/bench/cold-pull.ts [--runs N] [--scale S]
+//   node --import tsx test/bench/cold-pull.ts [--runs N] [--scale S] [--calls N]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, access, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,12 +17,17 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CriClient } from '../../src/client/cri-client.ts';
 import { startRegistry } from '../helpers/registry.ts';
-import { bigImage, pushImage } from '../helpers/images.ts';
+import { bigImage, busyboxImage, pushImage } from '../helpers/images.ts';
 import { BERTHD } from '../helpers/daemon.ts';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, scale: { type: 'string', default: '1' } } });
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '3' }, scale: { type: 'string', default: '1' }, calls: { type: 'string', default: '400' }, settle: { type: 'string', default: '30' } },
+});
 const RUNS = Number(values.runs);
 const SCALE = Number(values.scale);
+const CALLS = Number(values.calls);
+const SETTLE_S = Number(values.settle);
+const SMALL_PULLS = 7;
 
 interface Runtime {
   name: string;
@@ -84,24 +94,67 @@ async function dropCaches(): Promise<void> {
   }
 }
 
-async function peakRssMiB(pid: number): Promise<number> {
+async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return kb / 1024;
 }
 
-async function coldPull(rt: Runtime, ref: string): Promise<{ seconds: number; rssMiB: number }> {
+async function msOf(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+interface RunResult {
+  idleMiB: number;
+  versionMs: number;
+  listMs: number;
+  smallPullMs: number;
+  removeMs: number;
+  coldPullS: number;
+  peakMiB: number;
+  afterMiB?: number;
+}
+
+async function oneRun(rt: Runtime, small: string, big: string, settle: boolean): Promise<RunResult> {
   const dir = await mkdtemp(join(tmpdir(), `bench-${rt.name}-`));
   const { child, socket } = await rt.start(dir);
   const client = new CriClient(socket);
+  const pid = child.pid ?? 0;
   try {
     await waitForSocket(client, child, rt.name);
+    await sleep(2000);
+    const idleMiB = await rssMiB(pid, 'VmRSS');
+
+    const loop = async (method: string, service: 'runtime' | 'image'): Promise<number> => {
+      for (let i = 0; i < 50; i++) await client.call(service, method, {});
+      const times: number[] = [];
+      for (let i = 0; i < CALLS; i++) times.push(await msOf(() => client.call(service, method, {})));
+      return median(times);
+    };
+    const versionMs = await loop('Version', 'runtime');
+    const listMs = await loop('ListImages', 'image');
+
+    const pulls: number[] = [];
+    const removes: number[] = [];
+    // The first pull opens the registry connection; it is not counted.
+    await client.call('image', 'PullImage', { image: { image: small } }, { timeoutMs: 60_000 });
+    await client.call('image', 'RemoveImage', { image: { image: small } });
+    for (let i = 0; i < SMALL_PULLS; i++) {
+      pulls.push(await msOf(() => client.call('image', 'PullImage', { image: { image: small } }, { timeoutMs: 60_000 })));
+      removes.push(await msOf(() => client.call('image', 'RemoveImage', { image: { image: small } })));
+    }
+
     await dropCaches();
-    const t0 = process.hrtime.bigint();
-    await client.call('image', 'PullImage', { image: { image: ref } }, { timeoutMs: 600_000 });
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    const rssMiB = await peakRssMiB(child.pid ?? 0);
-    return { seconds, rssMiB };
+    const coldMs = await msOf(() => client.call('image', 'PullImage', { image: { image: big } }, { timeoutMs: 600_000 }));
+    const peakMiB = await rssMiB(pid, 'VmHWM');
+    let afterMiB: number | undefined;
+    if (settle) {
+      await sleep(SETTLE_S * 1000);
+      afterMiB = await rssMiB(pid, 'VmRSS');
+    }
+    return { idleMiB, versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
   } finally {
     client.close();
     const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -114,6 +167,11 @@ async function coldPull(rt: Runtime, ref: string): Promise<{ seconds: number; rs
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
+function row(label: string, b: number, c: number, unit: string, digits: number, target?: string): string {
+  const ratio = (b / c).toFixed(2);
+  return `${label.padEnd(34)} ${`${b.toFixed(digits)} ${unit}`.padStart(11)} ${`${c.toFixed(digits)} ${unit}`.padStart(11)}   ${ratio.padStart(5)}x${target ? `   (target ${target})` : ''}`;
+}
+
 async function main(): Promise<void> {
   await access('/usr/bin/containerd').catch(() => {
     throw new Error('containerd is not installed: run BERTH_BENCH=1 bash hack/install-deps.sh');
@@ -123,21 +181,39 @@ async function main(): Promise<void> {
   try {
     const compressed = img.layers.reduce((s, l) => s + l.size, 0);
     await pushImage(registry.url, 'bench/big', 'v1', img);
-    const ref = `${registry.host}/bench/big:v1`;
-    console.log(`image ${ref}: ${img.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed, ${img.entries} tar entries`);
-    const results: Record<string, Array<{ seconds: number; rssMiB: number }>> = { berth: [], containerd: [] };
+    const smallImg = await busyboxImage();
+    await pushImage(registry.url, 'bench/small', 'v1', smallImg);
+    const big = `${registry.host}/bench/big:v1`;
+    const small = `${registry.host}/bench/small:v1`;
+    const smallSize = smallImg.layers.reduce((s, l) => s + l.size, 0);
+    console.log(`big image ${big}: ${img.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed, ${img.entries} tar entries`);
+    console.log(`small image ${small}: ${smallImg.layers.length} layer, ${(smallSize / 1e6).toFixed(2)} MB compressed`);
+    const results: Record<string, RunResult[]> = { berth: [], containerd: [] };
     for (let run = 1; run <= RUNS; run++) {
       for (const rt of run % 2 === 1 ? [containerd, berth] : [berth, containerd]) {
-        const r = await coldPull(rt, ref);
+        const r = await oneRun(rt, small, big, run === 1);
         results[rt.name]?.push(r);
-        console.log(`run ${run} ${rt.name.padEnd(10)} ${r.seconds.toFixed(2)} s   peak RSS ${r.rssMiB.toFixed(0)} MiB`);
+        console.log(
+          `run ${run} ${rt.name.padEnd(10)} idle ${r.idleMiB.toFixed(0)} MiB, Version ${r.versionMs.toFixed(3)} ms, ListImages ${r.listMs.toFixed(3)} ms, ` +
+            `small pull ${r.smallPullMs.toFixed(1)} ms, RemoveImage ${r.removeMs.toFixed(1)} ms, cold pull ${r.coldPullS.toFixed(2)} s, ` +
+            `peak ${r.peakMiB.toFixed(0)} MiB${r.afterMiB === undefined ? '' : `, ${SETTLE_S} s later ${r.afterMiB.toFixed(0)} MiB`}`,
+        );
       }
     }
-    const b = median(results.berth?.map((r) => r.seconds) ?? []);
-    const c = median(results.containerd?.map((r) => r.seconds) ?? []);
-    const rss = Math.max(...(results.berth?.map((r) => r.rssMiB) ?? []));
-    console.log(`median cold pull: berth ${b.toFixed(2)} s, containerd ${c.toFixed(2)} s, ratio berth/containerd ${(b / c).toFixed(2)} (target <= 0.60)`);
-    console.log(`berthd peak RSS: ${rss.toFixed(0)} MiB`);
+    const b = results.berth ?? [];
+    const c = results.containerd ?? [];
+    const med = (rs: RunResult[], f: (r: RunResult) => number | undefined): number => median(rs.map(f).filter((x): x is number => x !== undefined));
+    console.log(`\nmedians over ${RUNS} runs (each run: fresh root; ${CALLS} calls per loop; ${SMALL_PULLS} small pulls)`);
+    console.log(`${''.padEnd(34)} ${'berth'.padStart(11)} ${'containerd'.padStart(11)}   ratio`);
+    console.log(row('idle RSS after start', med(b, (r) => r.idleMiB), med(c, (r) => r.idleMiB), 'MiB', 0, 'berth <= 80 MB'));
+    console.log(row('peak RSS up to end of cold pull', Math.max(...b.map((r) => r.peakMiB)), Math.max(...c.map((r) => r.peakMiB)), 'MiB', 0, 'berth <= 160 MB'));
+    const after = med(b, (r) => r.afterMiB);
+    console.log(row(`RSS ${SETTLE_S} s after the cold pull`, after, med(c, (r) => r.afterMiB), 'MiB', 0, `berth <= 1.2x its idle = ${(1.2 * med(b, (r) => r.idleMiB)).toFixed(0)}`));
+    console.log(row('Version p50 (per-call floor)', med(b, (r) => r.versionMs), med(c, (r) => r.versionMs), 'ms', 3, '<= 2x'));
+    console.log(row('ListImages p50', med(b, (r) => r.listMs), med(c, (r) => r.listMs), 'ms', 3));
+    console.log(row('small-image PullImage p50', med(b, (r) => r.smallPullMs), med(c, (r) => r.smallPullMs), 'ms', 1, '<= 1x'));
+    console.log(row('RemoveImage p50', med(b, (r) => r.removeMs), med(c, (r) => r.removeMs), 'ms', 1, '<= 1x'));
+    console.log(row('cold pull of the big image', med(b, (r) => r.coldPullS), med(c, (r) => r.coldPullS), 's', 2, '<= 0.6x'));
   } finally {
     await img.cleanup();
     await registry.stop();

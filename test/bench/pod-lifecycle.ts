@@ -10,8 +10,9 @@
 // monitor and infra processes (conmon / shim / pause: PSS from smaps_rollup). Not a test: it
 // asserts nothing, it measures.
 //
-//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--only berth|containerd]
+//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,12 +28,17 @@ const { values } = parseArgs({
     pods: { type: 'string', default: '20' },
     density: { type: 'string', default: '30' },
     only: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 const PODS = Number(values.pods);
 const DENSITY = Number(values.density);
-const BRIDGE = 'bntbench0';
-const SUBNET = '10.220.240.0/21';
+const ROUNDS = Number(values.rounds);
+// Names and addresses of this run's own, so two runs on one machine do not meet.
+const RUN = randomBytes(3).toString('hex');
+const BRIDGE = `bntb${RUN}`;
+const NETWORK = `bench-${RUN}`;
+const SUBNET = `10.220.${240 + (randomBytes(1)[0] as number) % 16}.0/24`;
 /** The pause process: what containerd runs as the sandbox (its image's entrypoint). */
 const PAUSE_CMD = ['/bin/busybox', 'sleep', '2147483647'];
 /** The workload: exits at once on SIGTERM, so StopContainer measures the stop path, not a grace period. */
@@ -151,7 +157,8 @@ class Driver {
       metadata: { name, uid: `uid-${name}`, namespace: 'bench', attempt: 0 },
       hostname: name,
       log_directory: logDir,
-      linux: {},
+      // What the kubelet sends for a pod without shareProcessNamespace.
+      linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
     };
     const { pod_sandbox_id: podId } = await this.#timed(t, 'RunPodSandbox', () =>
       this.client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig }, { timeoutMs: 120_000 }),
@@ -237,6 +244,8 @@ interface Result {
   loadedRssMiB: number;
   podProcs: Array<{ kind: string; count: number; pssKb: number; rssKb: number }>;
   error?: string;
+  /** Census after every pod was removed. */
+  leftovers?: string;
 }
 
 /**
@@ -261,7 +270,7 @@ function podProcesses(before: Map<number, Proc>, after: Map<number, Proc>, dir: 
 /** Which processes a pod added: the monitor (conmon / shim), the infra (pause), the workload. */
 function classify(p: Proc): 'workload' | 'pause' | 'monitor' | 'other' {
   if (p.cmdline.includes('999999') || p.cmdline.includes("trap 'exit 0' TERM")) return 'workload';
-  if (p.cmdline === PAUSE_CMD.join(' ') || p.comm === 'pause') return 'pause';
+  if (p.cmdline === PAUSE_CMD.join(' ') || p.comm === 'pause' || p.comm === 'catatonit') return 'pause';
   if (p.comm === 'conmon' || p.comm.startsWith('containerd-shim')) return 'monitor';
   return 'other';
 }
@@ -301,12 +310,20 @@ async function bench(rt: Runtime, env: BenchEnv): Promise<Result> {
     result.error = (err as { details?: string; message: string }).details ?? (err as Error).message;
   } finally {
     // Pods first: containerd's shims (and berth's monitors) outlive their daemon by design.
-    await inParallel(live.length, 2, (i) => driver.stopPod(live[i] as Pod).catch(() => {}));
+    await inParallel(live.length, 2, (i) =>
+      driver.stopPod(live[i] as Pod).catch((err: { details?: string; message: string }) => {
+        console.error(`${rt.name}: tearing down pod ${(live[i] as Pod).podId} failed: ${err.details ?? err.message}`);
+      }),
+    );
     client.close();
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     await exited;
     spawnSync('umount', ['-R', join(dir, 'state')], { stdio: 'ignore' });
+    // Every pod is gone now: whatever still names this run's network was left behind.
+    const rules = spawnSync('iptables-save', ['-t', 'nat']).stdout.toString().split('\n').filter((l) => l.includes(`\\"${NETWORK}\\"`));
+    const veths = spawnSync('ip', ['-o', 'link', 'show', 'master', BRIDGE]).stdout.toString().trim();
+    result.leftovers = `${rules.length} iptables rules, ${veths ? veths.split('\n').length : 0} veths`;
     await rm(dir, { recursive: true, force: true }).catch((err: Error) => console.error(`could not remove ${dir}: ${err.message}`));
   }
   return result;
@@ -318,12 +335,13 @@ function report(results: Result[]): void {
   const c = byName.get('containerd');
   const fmt = (n: number): string => (Number.isFinite(n) ? n.toFixed(0).padStart(6) : '     -');
   const ratio = (x: number, y: number): string => (Number.isFinite(x) && Number.isFinite(y) && y > 0 ? (x / y).toFixed(2).padStart(6) : '     -');
-  console.log(`\nlifecycle, ${PODS} pods 2 at a time (ms)        berth p50   p90 | containerd p50   p90 | ratio p50   p90`);
+  console.log(`\nlifecycle: ${PODS} pods x ${ROUNDS} round(s), 2 at a time`);
+  console.log(`  ${'operation (ms)'.padEnd(42)}  berth p50    p90 | containerd p50    p90 | ratio p50    p90`);
   for (const op of [...OPS, 'pod+container started']) {
     const bx = b?.timings.ops.get(op) ?? [];
     const cx = c?.timings.ops.get(op) ?? [];
     const [b50, b90, c50, c90] = [percentile(bx, 50), percentile(bx, 90), percentile(cx, 50), percentile(cx, 90)];
-    console.log(`  ${op.padEnd(42)} ${fmt(b50)} ${fmt(b90)} |      ${fmt(c50)} ${fmt(c90)} |    ${ratio(b50, c50)} ${ratio(b90, c90)}`);
+    console.log(`  ${op.padEnd(42)}     ${fmt(b50)} ${fmt(b90)} |         ${fmt(c50)} ${fmt(c90)} |    ${ratio(b50, c50)} ${ratio(b90, c90)}`);
   }
   console.log(`\nmemory with ${DENSITY} pods (one sleeping container each)`);
   for (const r of results) {
@@ -355,7 +373,7 @@ async function main(): Promise<void> {
     // One network for both daemons (they run one after the other): what a node admin would install.
     await writeFile(join(cniDir, '10-bench.conflist'), JSON.stringify({
       cniVersion: '1.0.0',
-      name: 'bench',
+      name: NETWORK,
       plugins: [
         { type: 'bridge', bridge: BRIDGE, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', ranges: [[{ subnet: SUBNET }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(work, 'ipam') } },
         { type: 'portmap', capabilities: { portMappings: true } },
@@ -364,12 +382,25 @@ async function main(): Promise<void> {
     const env: BenchEnv = { cniDir, pauseRef: `${registry.host}/bench/pause:v1`, workloadRef: `${registry.host}/bench/busybox:v1` };
     const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
     console.log(`pause ${env.pauseRef} (${PAUSE_CMD.join(' ')}), workload ${env.workloadRef}; load average ${load} on ${spawnSync('nproc').stdout.toString().trim()} cores`);
-    const results: Result[] = [];
-    for (const rt of [containerd, berth].filter((r) => !values.only || r.name === values.only)) {
-      console.log(`running ${rt.name} ...`);
-      results.push(await bench(rt, env));
+    const runtimes = [containerd, berth].filter((r) => !values.only || r.name === values.only);
+    const results = new Map<string, Result>();
+    // Rounds alternate which daemon goes first, so a change in the machine's load hits both.
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const rt of round % 2 === 1 ? runtimes : [...runtimes].reverse()) {
+        console.log(`round ${round}: ${rt.name} ...`);
+        const r = await bench(rt, env);
+        console.log(`  ${rt.name} left behind after removing every pod: ${r.leftovers ?? '?'}`);
+        const pooled = results.get(rt.name);
+        if (!pooled) {
+          results.set(rt.name, r);
+          continue;
+        }
+        for (const [op, xs] of r.timings.ops) for (const x of xs) pooled.timings.add(op, x);
+        // Memory is the last round's: it does not pool.
+        results.set(rt.name, { ...r, timings: pooled.timings, error: pooled.error ?? r.error });
+      }
     }
-    report(results);
+    report([...results.values()]);
   } finally {
     await registry.stop();
     spawnSync('ip', ['link', 'del', BRIDGE], { stdio: 'ignore' });

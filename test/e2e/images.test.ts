@@ -4,11 +4,12 @@ import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import assert from 'node:assert/strict';
 import { readdir, readFile, lstat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { startRegistry, freePort, type TestRegistry } from '../helpers/registry.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { busyboxImage, pushImage, pushIndex, type BuiltImage } from '../helpers/images.ts';
-import type { Image } from '../../src/cri/types.ts';
+import type { Image__Output as Image } from '../../src/cri/gen/runtime/v1/Image.ts';
 import { ROOT_ONLY } from '../helpers/root.ts';
 
 interface StatusRes {
@@ -185,6 +186,47 @@ describe('image service', ROOT_ONLY, () => {
     assert.ok(blobs.includes(base.layers[0]?.digest ?? ''), 'shared layer blob kept');
     // Idempotent.
     await daemon.client.call('image', 'RemoveImage', { image: { image: `${registry.host}/test/child:v1` } });
+  });
+
+  test('directories a layer creates only as parents keep the mode, owner and xattrs they have below', async () => {
+    // Some image builders write layers without entries for the parents of their files.
+    const img = await busyboxImage({
+      layers: [
+        {
+          files: [
+            { path: 'home/user', type: 'dir', mode: 0o700, uid: 1000, gid: 1000 },
+            { path: 'home/user/.cache', type: 'dir', mode: 0o750, uid: 1000, gid: 1000 },
+            { path: 'data', type: 'dir', mode: 0o2770, uid: 33, gid: 33, pax: { 'SCHILY.xattr.user.label': 'kept' } },
+          ],
+        },
+        {
+          files: [
+            { path: 'tmp/scratch', content: 'x' },
+            { path: 'home/user/.cache/app/state', content: 'y', uid: 1000, gid: 1000 },
+            { path: 'data/file', content: 'z' },
+            { path: 'fresh/dir/file', content: 'w' },
+          ],
+        },
+      ],
+    });
+    await pushImage(registry.url, 'test/implicit', 'v1', img);
+    await daemon.client.call('image', 'PullImage', { image: { image: `${registry.host}/test/implicit:v1` } });
+    const verbose = await daemon.client.call<StatusRes>('image', 'ImageStatus', { image: { image: `${registry.host}/test/implicit:v1` }, verbose: true });
+    const top = (JSON.parse(verbose.info.info ?? '{}') as { snapshots: string[] }).snapshots[0] ?? '';
+    const meta = async (rel: string): Promise<[number, number, string]> => {
+      const st = await lstat(join(top, rel));
+      return [st.uid, st.gid, (st.mode & 0o7777).toString(8)];
+    };
+    assert.deepEqual(await meta('tmp'), [0, 0, '1777'], '/tmp keeps its sticky 1777 from the base layer');
+    assert.deepEqual(await meta('home'), [0, 0, '755']);
+    assert.deepEqual(await meta('home/user'), [1000, 1000, '700'], "the user's home stays theirs");
+    assert.deepEqual(await meta('home/user/.cache'), [1000, 1000, '750']);
+    assert.deepEqual(await meta('home/user/.cache/app'), [0, 0, '755'], 'no layer below has it: 0755 root');
+    assert.deepEqual(await meta('data'), [33, 33, '2770']);
+    assert.equal(execFileSync('getfattr', ['--only-values', '-n', 'user.label', join(top, 'data')], { encoding: 'utf8' }), 'kept');
+    assert.deepEqual(await meta('fresh'), [0, 0, '755']);
+    const info = JSON.parse(await readFile(join(top, '..', 'info.json'), 'utf8')) as { implicitDirs?: string[] };
+    assert.equal(info.implicitDirs, undefined, 'the snapshot records that its parents are settled');
   });
 
   test('re-pulling a moved tag moves the name; the old image keeps its repo digest', async () => {

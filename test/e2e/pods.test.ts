@@ -153,6 +153,10 @@ describe('pods and containers', { skip: rootSkip }, () => {
     const running = await c.call<{ containers: Array<{ id: string }> }>('runtime', 'ListContainers', { filter: { state: { state: 'CONTAINER_RUNNING' } } });
     assert.ok(running.containers.some((x) => x.id === a.ctrId));
     assert.ok(!running.containers.some((x) => x.id === b.ctrId));
+    const streamed = await c.stream<{ pod_sandboxes: Array<{ id: string }> }>('runtime', 'StreamPodSandboxes', { filter: { label_selector: { app: 'b' } } });
+    assert.deepEqual(streamed.flatMap((m) => m.pod_sandboxes.map((p) => p.id)), [b.podId]);
+    const streamedCtrs = await c.stream<{ containers: Array<{ id: string }> }>('runtime', 'StreamContainers', { filter: { pod_sandbox_id: a.podId } });
+    assert.deepEqual(streamedCtrs.flatMap((m) => m.containers.map((x) => x.id)), [a.ctrId]);
     const cli = await c.call<{ items: unknown[] }>('runtime', 'ListPodSandbox', { filter: { label_selector: { 'io.berth.owner': 'cli' } } });
     assert.equal(cli.items.length, 0);
     const status = await c.call<{ status: { id: string } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: a.podId.slice(0, 10) });

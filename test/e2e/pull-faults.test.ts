@@ -13,7 +13,7 @@ import { startProxy, type ProxyControls } from '../helpers/proxy.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { bigImage, busyboxImage, pushImage } from '../helpers/images.ts';
 import { until } from '../helpers/poll.ts';
-import type { Image } from '../../src/cri/types.ts';
+import type { Image__Output as Image } from '../../src/cri/gen/runtime/v1/Image.ts';
 import { ROOT_ONLY } from '../helpers/root.ts';
 
 async function leftovers(d: TestDaemon): Promise<string[]> {

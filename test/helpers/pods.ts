@@ -27,6 +27,8 @@ export interface PodEnv {
 export interface PodEnvOptions {
   /** Extra images to push as docker.io/library/<repo>:latest. */
   images?: Record<string, Partial<ImageSpec>>;
+  /** First two octets of the pod subnet and the bridge name prefix (helpers share a machine). */
+  network?: { subnetPrefix: string; bridgePrefix: string };
 }
 
 export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
@@ -40,14 +42,15 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
   const cniDir = join(base, 'cni');
   // A /24 and a bridge name of our own, so parallel test files never share a network.
   const n = 1 + (randomBytes(1)[0] as number) % 250;
-  const bridge = `brt${randomBytes(3).toString('hex')}`;
+  const net = opts.network ?? { subnetPrefix: '10.210', bridgePrefix: 'brt' };
+  const bridge = `${net.bridgePrefix}${randomBytes(3).toString('hex')}`;
   const config = [
     '[registry.hosts."docker.io"]',
     `mirrors = ["http://${registry.host}"]`,
     'skip_upstream = true',
     '[network]',
     `cni_conf_dir = "${cniDir}"`,
-    `default_subnet = "10.210.${n}.0/24"`,
+    `default_subnet = "${net.subnetPrefix}.${n}.0/24"`,
     `default_bridge = "${bridge}"`,
   ].join('\n');
   let daemon = await startDaemon({ config });

@@ -73,3 +73,24 @@ test('typos, wrong types and bad values are refused naming the key', () => {
   ];
   for (const [text, re] of cases) assert.throws(() => parseConfigText(text), (err: Error) => err instanceof ConfigError && re.test(err.message), text);
 });
+
+test('[streaming]: address, port, TLS files and idle timeout; TLS files go together', () => {
+  assert.deepEqual(defaultConfig().streaming, { address: '127.0.0.1', port: 0, idleTimeout: 14400 });
+  const cfg = parseConfigText(`
+[streaming]
+address = "0.0.0.0"
+port = 10010
+tls_cert = "/etc/berth/stream.crt"
+tls_key = "/etc/berth/stream.key"
+idle_timeout = 600
+`);
+  assert.deepEqual(cfg.streaming, { address: '0.0.0.0', port: 10010, tlsCert: '/etc/berth/stream.crt', tlsKey: '/etc/berth/stream.key', idleTimeout: 600 });
+  const cases: Array<[string, RegExp]> = [
+    ['[streaming]\naddress = "localhost"', /streaming\.address must be an IP address/],
+    ['[streaming]\nport = 70000', /streaming\.port must be an integer from 0 to 65535/],
+    ['[streaming]\ntls_cert = "/x"', /tls_cert and streaming\.tls_key go together/],
+    ['[streaming]\nidle_timeout = -1', /streaming\.idle_timeout must be an integer/],
+    ['[streaming]\nidle = 1', /unknown config key streaming\.idle/],
+  ];
+  for (const [text, re] of cases) assert.throws(() => parseConfigText(text), (err: Error) => err instanceof ConfigError && re.test(err.message), text);
+});

@@ -402,3 +402,14 @@ test('netns: a pin beside other mounts does not hide them', { skip }, async () =
     run('umount', [shm]);
   }
 });
+
+test('a damaged result record is moved aside and costs only that pod', { skip }, async () => {
+  const f = await fixture();
+  const net = await network(f.config);
+  const results = join(f.config.root, 'network', 'results');
+  await mkdir(results, { recursive: true });
+  await writeFile(join(results, 'damaged1.json'), '{"sandboxId": "damaged1", "netnsPath": 3');
+  await net.tearDown({ sandboxId: 'damaged1', netnsPath: '' });
+  assert.deepEqual(await readdir(results), ['damaged1.json.corrupt']);
+  await assert.rejects(net.tearDown({ sandboxId: '../escape', netnsPath: '' }), (err: BerthError) => err.kind === 'invalid-argument');
+});

@@ -1,13 +1,17 @@
 // The unpack worker pool: layers unpack in worker threads, failures come back as the right error
-// kinds, and a failed worker is replaced so queued layers still run.
+// kinds, a failed worker is replaced so queued layers still run, and a failed layer returns only
+// once its worker has stopped writing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { UnpackPool } from '../../src/snapshot/unpack-pool.ts';
-import { buildLayer } from '../helpers/images.ts';
+import { PassThrough, Readable } from 'node:stream';
+import { INLINE_MAX, UnpackPool } from '../../src/snapshot/unpack-pool.ts';
+import { buildLayer, type FileSpec } from '../helpers/images.ts';
+import { until } from '../helpers/poll.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { ROOT_ONLY } from '../helpers/root.ts';
 
@@ -38,4 +42,72 @@ test('a pool of one survives a failed layer and unpacks the layers queued behind
   assert.equal(ok1.status, 'fulfilled');
   assert.equal(ok2.status, 'fulfilled');
   assert.equal(await readFile(join(dirs[2] ?? '', 'hello.txt'), 'utf8'), 'hello from a worker');
+  // Workers exist only while there is work: idle ones exit and give their memory back.
+  assert.equal(pool.workers, 1);
+  await until('the idle worker to exit', () => pool.workers === 0);
+});
+
+test('a small layer (size known, within INLINE_MAX) unpacks without starting a worker', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'berth-pool-inline-'));
+  const pool = new UnpackPool(1);
+  t.after(async () => {
+    await pool.close();
+    await rm(base, { recursive: true, force: true });
+  });
+  const layer = await buildLayer({ files: [{ path: 'small.txt', content: 'inline' }], compression: 'zstd' });
+  const bytes = layer.bytes ?? Buffer.alloc(0);
+  assert.ok(bytes.length <= INLINE_MAX);
+  const stats = await pool.unpack(base, Readable.from([bytes]), [], layer.diffId, 'small layer', bytes.length);
+  assert.equal(stats.files, 1);
+  assert.equal(await readFile(join(base, 'small.txt'), 'utf8'), 'inline');
+  assert.equal(pool.workers, 0);
+  const other = join(base, 'other');
+  await mkdir(other);
+  await assert.rejects(pool.unpack(other, Readable.from([bytes]), [], `sha256:${'1'.repeat(64)}`, 'wrong digest', bytes.length), /wrong digest: expected digest/);
+  assert.equal(pool.workers, 0);
+});
+
+/** mknod processes this process (or one of its worker threads) started that are still running. */
+function runningMknods(): number {
+  let n = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+      if (/^Name:\s+mknod$/m.test(status) && new RegExp(`^PPid:\\s+${process.pid}$`, 'm').test(status)) n++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return n;
+}
+
+test('a layer whose download fails returns only after its worker stopped writing', ROOT_ONLY, async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'berth-pool-stop-'));
+  const pool = new UnpackPool(1);
+  t.after(async () => {
+    await pool.close();
+    await rm(base, { recursive: true, force: true });
+  });
+  // Fifos first (each one a mknod child), then a file big enough that the first batch reaches the
+  // worker before the download fails in the middle of it.
+  const fifos = Array.from({ length: 300 }, (_, i): FileSpec => ({ path: `fifo${i}`, type: 'fifo' }));
+  const layer = await buildLayer({ files: [...fifos, { path: 'big', content: randomBytes(3 << 20) }], compression: 'none' });
+  const bytes = layer.bytes ?? Buffer.alloc(0);
+  const dir = join(base, 'layer');
+  await mkdir(dir);
+  const source = new PassThrough();
+  const job = pool.unpack(dir, source, [], layer.diffId, 'failing layer');
+  source.write(bytes.subarray(0, 2 << 20));
+  await until('the worker to start on the fifos', () => readdirSync(dir).length > 0);
+  source.destroy(new Error('connection reset by peer'));
+  await assert.rejects(job, /connection reset by peer/);
+  assert.equal(runningMknods(), 0, 'no mknod child still writes into the layer');
+  const after = readdirSync(dir).length;
+  // The pool still works, with the same or a replacement worker.
+  const good = await buildLayer({ files: [{ path: 'ok', content: 'ok' }], compression: 'gzip' });
+  const dir2 = join(base, 'good');
+  await mkdir(dir2);
+  await pool.unpack(dir2, Readable.from([good.bytes ?? Buffer.alloc(0)]), [], good.diffId, 'good layer');
+  assert.equal(readdirSync(dir).length, after, 'nothing appeared in the failed layer afterwards');
 });

@@ -1,0 +1,235 @@
+// Streaming benchmark: berthd against Debian's containerd 1.6 (its CRI plugin), same machine, same
+// busybox image, same client (berth's own, speaking SPDY/3.1 as crictl does). Measures
+//   - exec round trip: Exec RPC + upgrade + `echo hi` + exit status, median of N;
+//   - port-forward throughput: 100 MB from a server in the pod through PortForward, MB/s;
+//   - berthd's RSS and open fds before and after a hundred exec sessions.
+// containerd gets a bridge network of its own (10.230.77.0/24). Run with hack/bench-streaming.sh:
+//   node --import tsx test/bench/streaming.ts [--runs N] [--mb M] [--only berth|containerd]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CriClient } from '../../src/client/cri-client.ts';
+import { startRegistry } from '../helpers/registry.ts';
+import { busyboxImage, pushImage } from '../helpers/images.ts';
+import { BERTHD } from '../helpers/daemon.ts';
+import { collect, connectSpdy, spdyCommand, spdyForward } from '../helpers/streaming-client.ts';
+
+interface Daemon {
+  child: ChildProcess;
+  client: CriClient;
+}
+
+interface Runtime {
+  name: string;
+  start(dir: string, registryHost: string): Promise<Daemon>;
+}
+
+async function waitUp(client: CriClient, child: ChildProcess, name: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+    try {
+      await client.call('runtime', 'Version', {}, { timeoutMs: 1000 });
+      return;
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error(`${name} did not come up`);
+}
+
+const berth: Runtime = {
+  name: 'berth',
+  async start(dir) {
+    const socket = join(dir, 'berth.sock');
+    await writeFile(join(dir, 'config.toml'), '');
+    const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', 'warn'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const client = new CriClient(socket);
+    await waitUp(client, child, 'berthd');
+    return { child, client };
+  },
+};
+
+const containerd: Runtime = {
+  name: 'containerd',
+  async start(dir, registryHost) {
+    const socket = join(dir, 'containerd.sock');
+    await writeFile(
+      join(dir, 'config.toml'),
+      `version = 2
+root = "${dir}/root"
+state = "${dir}/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "${socket}"
+[ttrpc]
+  address = "${dir}/containerd.sock.ttrpc"
+[debug]
+  address = "${dir}/debug.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  sandbox_image = "${registryHost}/pause:bench"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  conf_dir = "${dir}/cni"
+  bin_dir = "/usr/lib/cni"
+`,
+    );
+    // A pod network of its own (host networking trips runc's sysfs mount in some sandboxes).
+    await mkdir(join(dir, 'cni'), { recursive: true });
+    await writeFile(
+      join(dir, 'cni', '10-bench.conflist'),
+      JSON.stringify({
+        cniVersion: '0.4.0',
+        name: 'stream-bench',
+        plugins: [
+          { type: 'bridge', bridge: 'bsb0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.230.77.0/24' }]] } },
+          { type: 'loopback' },
+        ],
+      }),
+    );
+    const child = spawn('containerd', ['--config', join(dir, 'config.toml'), '--log-level', process.env.CONTAINERD_LOG ?? 'warn'], { stdio: ['ignore', 'ignore', process.env.CONTAINERD_LOG ? 'inherit' : 'ignore'] });
+    const client = new CriClient(socket);
+    await waitUp(client, child, 'containerd');
+    return { child, client };
+  },
+};
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+};
+
+async function usage(pid: number): Promise<{ rssMiB: number; fds: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
+  return { rssMiB: rss, fds: (await readdir(`/proc/${pid}/fd`)).length };
+}
+
+interface Result {
+  execMs: number;
+  pfMBs: number;
+  before: { rssMiB: number; fds: number };
+  after: { rssMiB: number; fds: number };
+}
+
+async function measure(rt: Runtime, registryHost: string, runs: number, mb: number): Promise<Result> {
+  const dir = await mkdtemp(join(tmpdir(), `bench-stream-${rt.name}-`));
+  const { child, client } = await rt.start(dir, registryHost);
+  let podId: string | undefined;
+  try {
+    const image = `${registryHost}/busybox:bench`;
+    await client.call('image', 'PullImage', { image: { image } });
+    const uid = `${Date.now()}`;
+    const podConfig = {
+      metadata: { name: 'stream-bench', namespace: 'bench', uid, attempt: 0 },
+      log_directory: join(dir, 'logs'),
+    };
+    ({ pod_sandbox_id: podId } = await client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig }));
+    const bytes = mb * 1024 * 1024;
+    const port = 19000 + Math.floor(Math.random() * 1000);
+    const { container_id: cid } = await client.call<{ container_id: string }>('runtime', 'CreateContainer', {
+      pod_sandbox_id: podId,
+      config: {
+        metadata: { name: 'c', attempt: 0 },
+        image: { image },
+        // Serves `mb` MiB to every connection on `port`.
+        command: ['sh', '-c', `dd if=/dev/zero of=/tmp/blob bs=1048576 count=${mb} 2>/dev/null; while true; do nc -l -p ${port} < /tmp/blob; done`],
+        log_path: 'c.log',
+      },
+      sandbox_config: podConfig,
+    });
+    await client.call('runtime', 'StartContainer', { container_id: cid });
+
+    const exec = async (): Promise<number> => {
+      const t = performance.now();
+      const { url } = await client.call<{ url: string }>('runtime', 'Exec', { container_id: cid, cmd: ['echo', 'hi'], stdout: true, stderr: true });
+      const r = await spdyCommand(url, {});
+      if (r.stdout.toString() !== 'hi\n' || r.exitCode !== 0) throw new Error(`${rt.name}: exec answered ${JSON.stringify(r)}`);
+      return performance.now() - t;
+    };
+    for (let i = 0; i < 3; i++) await exec(); // warm up
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) times.push(await exec());
+
+    const pf = async (): Promise<number> => {
+      const { url } = await client.call<{ url: string }>('runtime', 'PortForward', { pod_sandbox_id: podId, port: [port] });
+      const { session } = await connectSpdy(url, ['portforward.k8s.io']);
+      try {
+        for (let attempt = 0; ; attempt++) {
+          const t = performance.now();
+          const { data, errorText } = await spdyForward(session, port, attempt);
+          // Half-closing first would make busybox nc quit early: read everything, then close.
+          const got = await collect(data);
+          data.end();
+          const err = await errorText;
+          if (got.length === bytes) return got.length / 1e6 / ((performance.now() - t) / 1000);
+          // The server loop may be between two listens: try again shortly.
+          if (attempt > 50) throw new Error(`${rt.name}: port-forward got ${got.length} bytes: ${err}`);
+          await sleep(100);
+        }
+      } finally {
+        session.destroy();
+      }
+    };
+    const rates: number[] = [];
+    for (let i = 0; i < 3; i++) rates.push(await pf());
+
+    const before = await usage(child.pid as number);
+    for (let i = 0; i < 100; i++) await exec();
+    await sleep(1000); // let teardown finish before reading /proc
+    const after = await usage(child.pid as number);
+    return { execMs: median(times), pfMBs: median(rates), before, after };
+  } finally {
+    if (podId) {
+      await client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: podId }).catch(() => {});
+      await client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId }).catch(() => {});
+    }
+    client.close();
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' }, mb: { type: 'string', default: '100' }, only: { type: 'string' } } });
+  const runs = Number(values.runs);
+  const mb = Number(values.mb);
+  const registry = await startRegistry();
+  try {
+    await pushImage(registry.url, 'busybox', 'bench', await busyboxImage());
+    await pushImage(registry.url, 'pause', 'bench', await busyboxImage({ config: { Cmd: ['sleep', '2147483647'] } }));
+    const results: Record<string, Result | string> = {};
+    for (const rt of [containerd, berth]) {
+      if (values.only && values.only !== rt.name) continue;
+      try {
+        results[rt.name] = await measure(rt, registry.host, runs, mb);
+      } catch (err) {
+        results[rt.name] = `not measured: ${(err as Error).message}`;
+      }
+    }
+    for (const [name, r] of Object.entries(results)) {
+      if (typeof r === 'string') console.log(`${name}: ${r}`);
+      else {
+        console.log(
+          `${name}: exec echo hi median ${r.execMs.toFixed(1)} ms; port-forward ${r.pfMBs.toFixed(0)} MB/s over ${mb} MiB; ` +
+            `100 execs: RSS ${r.before.rssMiB.toFixed(0)} -> ${r.after.rssMiB.toFixed(0)} MiB, fds ${r.before.fds} -> ${r.after.fds}`,
+        );
+      }
+    }
+    const b = results.berth;
+    const c = results.containerd;
+    if (typeof b === 'object' && typeof c === 'object') {
+      console.log(`ratios berth/containerd: exec latency ${(b.execMs / c.execMs).toFixed(2)} (target <= 0.70), port-forward throughput ${(b.pfMBs / c.pfMBs).toFixed(2)} (target >= 1.00)`);
+    }
+  } finally {
+    await registry.stop();
+  }
+}
+
+await main();

@@ -12,7 +12,7 @@ import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { busyboxImage, pushImage } from '../helpers/images.ts';
 import { metric, startController, waitFor, type RunningController } from '../helpers/controller.ts';
 import type { BerthNode, ImagePrefetch, NodeImageStatus } from '../../src/controller/api.ts';
-import type { Image } from '../../src/cri/types.ts';
+import type { Image__Output as Image } from '../../src/cri/gen/runtime/v1/Image.ts';
 
 type Obj = Record<string, unknown>;
 const NS = 'team';

@@ -8,7 +8,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { busyboxImage, pushImage } from '../helpers/images.ts';
-import type { Image } from '../../src/cri/types.ts';
+import type { Image__Output as Image } from '../../src/cri/gen/runtime/v1/Image.ts';
 
 const pinned = async (d: TestDaemon, ref: string): Promise<boolean | undefined> =>
   (await d.client.call<{ image: Image | null }>('image', 'ImageStatus', { image: { image: ref } })).image?.pinned;

@@ -1,7 +1,7 @@
 // Builds the berth image without a Docker daemon, as an OCI image layout, and optionally pushes it.
 // One layer: the Node.js binary (/berth/bin/node), the esbuild bundles of berthd, berth-install and
-// berth-controller with the protos they load (/berth/lib/; Node will not strip types under
-// node_modules, so the image ships compiled JS), nsenter (the installer enters the host's mount
+// berth-controller with the files they read (protos, scripts) (/berth/lib/; Node will not strip
+// types under node_modules, so the image ships compiled JS), nsenter (the installer enters the host's mount
 // namespace with it), the shared libraries those two binaries need, and the CA certificates.
 // Usage: node hack/build-image.ts [--out DIR] [--node PATH] [--gzip-level N]
 //                                 [--push REGISTRY_URL] [--repository R] [--tag T]
@@ -24,40 +24,50 @@ const IMAGE_LIB = dirname(IMAGE_BUNDLE);
 if (dirname(IMAGE_INSTALLER) !== IMAGE_LIB) throw new Error('the installer and controller bundles must share a directory');
 const CA_FILE = '/etc/ssl/certs/ca-certificates.crt';
 
-/** Modules started as worker threads by URL: each becomes a bundle of its own beside the others. */
-const WORKERS: Record<string, string> = { [join(REPO, 'src/snapshot/unpack-worker.ts')]: 'unpack-worker' };
+/** Modules other modules start by URL (a worker thread, a child Node process): each is a bundle of its own. */
+const ENTRY_MODULES: Record<string, string> = {
+  [join(REPO, 'src/snapshot/unpack-worker.ts')]: 'unpack-worker',
+  [join(REPO, 'src/streaming/netns-connector.ts')]: 'netns-connector',
+};
 
 /**
  * `new URL('…', import.meta.url)` in the sources points beside the .ts file; in a bundle it must
- * point beside the bundle: workers to their own bundle, protos to lib/proto/. Anything else fails
- * the build rather than a node at run time.
+ * point beside the bundle: an entry module to its own bundle, any other file (protos, scripts) to a
+ * copy under the bundle's directory at its path in the repository. A .ts file that is no entry
+ * module fails the build rather than a node at run time.
  */
-const assets: Plugin = {
-  name: 'berth-assets',
-  setup(b) {
-    b.onLoad({ filter: /\/src\/.*\.ts$/ }, async (a) => {
-      const text = await readFile(a.path, 'utf8');
-      if (!text.includes('import.meta.url')) return undefined;
-      const contents = text.replace(/new URL\((['"])(\.\.?\/[^'"]+)\1,\s*import\.meta\.url\)/g, (_m, _q: string, rel: string) => {
-        const target = resolve(dirname(a.path), rel);
-        const worker = WORKERS[target];
-        if (worker) return `new URL('./${worker}.js', import.meta.url)`;
-        if (target.startsWith(join(REPO, 'proto/'))) return `new URL('./${relative(REPO, target)}', import.meta.url)`;
-        throw new Error(`${a.path}: new URL('${rel}') has no place in the bundle; add it to hack/build-image.ts`);
+function assetsPlugin(assets: Set<string>): Plugin {
+  return {
+    name: 'berth-assets',
+    setup(b) {
+      b.onLoad({ filter: /\/src\/.*\.ts$/ }, async (a) => {
+        const text = await readFile(a.path, 'utf8');
+        if (!text.includes('import.meta.url')) return undefined;
+        const contents = text.replace(/new URL\((['"])(\.\.?\/[^'"]+)\1,\s*import\.meta\.url\)/g, (_m, _q: string, rel: string) => {
+          const target = resolve(dirname(a.path), rel);
+          const entry = ENTRY_MODULES[target];
+          if (entry) return `new URL('./${entry}.js', import.meta.url)`;
+          if (target.endsWith('.ts') || !target.startsWith(REPO)) {
+            throw new Error(`${a.path}: new URL('${rel}') has no place in the bundle; add it to ENTRY_MODULES in hack/build-image.ts`);
+          }
+          assets.add(relative(REPO, target));
+          return `new URL('./${relative(REPO, target)}', import.meta.url)`;
+        });
+        return { contents, loader: 'ts' };
       });
-      return { contents, loader: 'ts' };
-    });
-  },
-};
+    },
+  };
+}
 
-/** Bundles the three programs (and the unpack worker) into `lib`, with the protos and a package.json. */
+/** Bundles the three programs (and the modules they start) into `lib`, with the files they read and a package.json. */
 export async function bundleAll(lib: string): Promise<void> {
+  const assets = new Set<string>();
   await build({
     entryPoints: {
       berthd: join(REPO, 'bin/berthd.js'),
       'berth-install': join(REPO, 'bin/berth-install.js'),
       'berth-controller': join(REPO, 'bin/berth-controller.js'),
-      ...Object.fromEntries(Object.entries(WORKERS).map(([src, name]) => [name, src])),
+      ...Object.fromEntries(Object.entries(ENTRY_MODULES).map(([src, name]) => [name, src])),
     },
     outdir: lib,
     bundle: true,
@@ -68,9 +78,9 @@ export async function bundleAll(lib: string): Promise<void> {
     keepNames: true,
     logLevel: 'error',
     banner: { js: REQUIRE_BANNER },
-    plugins: [version, stubs, assets],
+    plugins: [version, stubs, assetsPlugin(assets)],
   });
-  for (const dir of ['runtime', 'berth']) await cp(join(REPO, 'proto', dir), join(lib, 'proto', dir), { recursive: true });
+  for (const rel of assets) await cp(join(REPO, rel), join(lib, rel), { preserveTimestamps: true });
   // The bundles are ES modules; this is what tells Node so.
   await writeFile(join(lib, 'package.json'), `${JSON.stringify({ name: 'berth', version: BERTH_VERSION, type: 'module', private: true })}\n`);
 }

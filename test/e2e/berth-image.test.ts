@@ -54,7 +54,7 @@ describe('the berth image', () => {
 
   test('the unpacked layer holds node, the bundles, nsenter and the CA certificates', async () => {
     for (const f of ['berth/bin/node', 'usr/bin/nsenter']) assert.ok(((await stat(join(fs, f))).mode & 0o111) !== 0, `${f} is executable`);
-    for (const f of ['berthd.js', 'berth-install.js', 'berth-controller.js', 'unpack-worker.js', 'proto/runtime/v1/api.proto', 'proto/berth/v1/pins.proto']) {
+    for (const f of ['berthd.js', 'berth-install.js', 'berth-controller.js', 'unpack-worker.js', 'netns-connector.js', 'proto/runtime/v1/api.proto', 'proto/berth/v1/pins.proto', 'src/streaming/attach-relay.pl']) {
       await stat(join(fs, 'berth/lib', f));
     }
     assert.equal(JSON.parse(await readFile(join(fs, 'berth/lib/package.json'), 'utf8')).type, 'module');

@@ -22,8 +22,11 @@ export interface FileEdit {
   path: string;
   before: string;
   after: string;
-  /** A systemd unit or drop-in changed: daemon-reload before the kubelet restarts. */
-  unitFile: boolean;
+}
+
+/** A systemd unit or drop-in: systemd must reload before the kubelet starts with it. */
+export function isUnitFile(path: string): boolean {
+  return path.startsWith('/etc/systemd/');
 }
 
 export interface KubeletPlan {
@@ -111,14 +114,14 @@ export async function planKubeletSwitch(hostRoot: string, endpoint: string): Pro
     const edited = editFlags(before, endpoint);
     if (!edited) continue;
     oldEndpoint ??= edited.old;
-    if (edited.text !== before) edits.push({ path, before, after: edited.text, unitFile: path.startsWith('/etc/systemd/') });
+    if (edited.text !== before) edits.push({ path, before, after: edited.text });
   }
   configPath ??= DEFAULT_CONFIG;
   const config = await readIf(onHost(hostRoot, configPath));
   if (config !== undefined) {
     const edited = editConfig(config, endpoint);
     oldEndpoint ??= edited.old;
-    if (edited.text !== config) edits.push({ path: configPath, before: config, after: edited.text, unitFile: false });
+    if (edited.text !== config) edits.push({ path: configPath, before: config, after: edited.text });
   } else if (oldEndpoint === undefined) {
     throw failedPrecondition(
       `found no kubelet configuration to edit: no --container-runtime-endpoint in ${flagFiles.join(', ')} and no ${configPath}; ` +

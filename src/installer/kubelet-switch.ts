@@ -7,7 +7,7 @@ import { writeFileAtomic } from '../util/atomic-file.ts';
 import { errorMessage, failedPrecondition } from '../util/errors.ts';
 import { hostPaths, KUBELET_UNIT, onHost } from './host.ts';
 import type { HostSystemd } from './host-systemd.ts';
-import { planKubeletSwitch } from './kubelet-config.ts';
+import { isUnitFile, planKubeletSwitch } from './kubelet-config.ts';
 import { readBackup, restoreBackup, saveBackup } from './kubelet-backup.ts';
 import { removeAllPods, socketOf } from './old-pods.ts';
 import { waitHealthy } from './health.ts';
@@ -56,7 +56,8 @@ export async function applySwitch(o: SwitchOptions): Promise<void> {
 
   try {
     for (const e of plan.edits) await writeFileAtomic(onHost(o.hostRoot, e.path), e.after, backup.files.find((f) => f.path === e.path)?.mode ?? 0o644);
-    if (plan.edits.some((e) => e.unitFile)) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
+    // Decided by the backup, not this run's edits: a rerun after a kill finds the drop-in edited already.
+    if (backup.files.some((f) => isUnitFile(f.path))) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
     done('edit', { files: plan.edits.map((e) => e.path) });
 
     // Stopped first: a running kubelet would start the removed pods again on the old runtime.
@@ -86,7 +87,7 @@ export async function applyRevert(o: Pick<SwitchOptions, 'hostRoot' | 'systemd' 
     return false;
   }
   const restored = await restoreBackup(o.hostRoot, paths.installerState, backup);
-  if (restored.some((p) => p.startsWith('/etc/systemd/'))) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
+  if (restored.some(isUnitFile)) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
   // A stop and a start, not a restart: the same calls as the switch, in the same order.
   await o.systemd.systemctl('stop the kubelet', ['stop', KUBELET_UNIT], o.signal);
   await o.systemd.systemctl('start the kubelet', ['start', KUBELET_UNIT], o.signal);

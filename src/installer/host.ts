@@ -3,8 +3,6 @@
 import { join } from 'node:path';
 
 export interface HostPaths {
-  /** The host's `/` as this process sees it. */
-  root: string;
   /** /opt/berth: one directory per version, `current` → the one berthd runs. */
   opt: string;
   /** /etc/systemd/system/berthd.service */
@@ -25,7 +23,6 @@ export function onHost(root: string, hostPath: string): string {
 
 export function hostPaths(root: string): HostPaths {
   return {
-    root,
     opt: onHost(root, '/opt/berth'),
     unit: onHost(root, `/etc/systemd/system/${UNIT_NAME}`),
     config: onHost(root, '/etc/berth/config.toml'),

@@ -9,7 +9,7 @@ import { failedPrecondition } from '../util/errors.ts';
 import { onHost } from './host.ts';
 
 /** kubelet 1.27+ uses containerd's socket when nothing names one. */
-export const DEFAULT_OLD_ENDPOINT = 'unix:///run/containerd/containerd.sock';
+const DEFAULT_OLD_ENDPOINT = 'unix:///run/containerd/containerd.sock';
 
 const FLAG_FILES = ['/var/lib/kubelet/kubeadm-flags.env', '/etc/default/kubelet', '/etc/sysconfig/kubelet', '/etc/systemd/system/kubelet.service'];
 const DROPIN_DIR = '/etc/systemd/system/kubelet.service.d';

@@ -12,7 +12,7 @@ import { readBackup, restoreBackup, saveBackup } from './kubelet-backup.ts';
 import { removeAllPods, socketOf } from './old-pods.ts';
 import { waitHealthy } from './health.ts';
 
-export const BERTH_ENDPOINT = 'unix:///run/berth/berth.sock';
+const BERTH_ENDPOINT = 'unix:///run/berth/berth.sock';
 export const SWITCH_STEPS = ['backup', 'edit', 'stop-kubelet', 'remove-pods', 'start-kubelet'] as const;
 export type SwitchStep = (typeof SWITCH_STEPS)[number];
 

@@ -18,7 +18,7 @@ import type { ImageRecord, LayerRecord } from './records.ts';
 import { chainIds } from '../util/digest.ts';
 import { BerthError, throwMostTelling } from '../util/errors.ts';
 import { Tee } from '../snapshot/layer-stream.ts';
-import type { UnpackPool } from '../snapshot/unpack-pool.ts';
+import { INLINE_MAX, type UnpackPool } from '../snapshot/unpack-pool.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { SharedWork } from '../util/shared-work.ts';
 
@@ -85,6 +85,8 @@ export class Puller {
       chainId: chains[i] as string,
     }));
     const started = Date.now();
+    const big = await Promise.all(layers.map(async (l) => l.size > INLINE_MAX && !(await this.deps.snapshots.has(l.chainId))));
+    this.deps.unpackers.prestart(big.filter(Boolean).length);
     // Settle every layer before answering, so a failed pull returns only after its temp files are gone.
     // Biggest layers first: with a handful of download slots and unpack workers, starting the long
     // jobs early keeps the last one from finishing alone.

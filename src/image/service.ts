@@ -81,6 +81,7 @@ export class ImageService {
   private activePulls = 0;
   private gcRunning: Promise<void> | undefined;
   private gcWanted = false;
+  private heapTimer: NodeJS.Timeout | undefined;
 
   constructor(config: ImageServiceConfig, log: Logger) {
     this.config = config;
@@ -123,6 +124,7 @@ export class ImageService {
    * must not hold up SIGTERM); what they leave behind is swept at the next start.
    */
   async close(): Promise<void> {
+    clearTimeout(this.heapTimer);
     await this.gcRunning;
     this.registry.close();
     await this.unpackers.close();
@@ -233,7 +235,23 @@ export class ImageService {
     } finally {
       this.activePulls--;
       if (this.activePulls === 0 && this.gcWanted) this.scheduleGc();
+      if (this.activePulls === 0) this.shrinkHeapSoon();
     }
+  }
+
+  /**
+   * A pull leaves the heap at its peak, and V8 under Node does not shrink an idle heap on its own;
+   * one full collection a little after the last pull gives that memory back. Only when the daemon
+   * runs with --expose-gc (bin/berthd.js passes it).
+   */
+  private shrinkHeapSoon(): void {
+    const collect = (globalThis as { gc?: () => void }).gc;
+    if (!collect) return;
+    clearTimeout(this.heapTimer);
+    this.heapTimer = setTimeout(() => {
+      if (this.activePulls === 0) collect();
+    }, 2000);
+    this.heapTimer.unref();
   }
 
   /**

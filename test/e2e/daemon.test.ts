@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { stat, access } from 'node:fs/promises';
+import { stat, access, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect } from 'node:net';
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -53,16 +54,13 @@ test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
 test('RPCs not built yet answer UNIMPLEMENTED naming themselves, and the daemon keeps serving', async (t) => {
   const d = await startDaemon();
   t.after(() => d.dispose());
-  await assert.rejects(d.client.call('runtime', 'CheckpointContainer', {}), (err: { code: number; details: string }) => {
-    assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
-    assert.match(err.details, /RuntimeService\.CheckpointContainer/);
-    return true;
-  });
-  await assert.rejects(d.client.stream('runtime', 'StreamPodSandboxMetrics', {}), (err: { code: number; details: string }) => {
-    assert.equal(err.code, GrpcStatus.UNIMPLEMENTED);
-    assert.match(err.details, /StreamPodSandboxMetrics/);
-    return true;
-  });
+  for (const rpc of ['CheckpointContainer', 'ListMetricDescriptors']) {
+    await assert.rejects(d.client.call('runtime', rpc, {}), (err: { code: number; details: string }) => {
+      assert.equal(err.code, GrpcStatus.UNIMPLEMENTED, `${rpc}: ${err.details}`);
+      assert.match(err.details, new RegExp(`RuntimeService\\.${rpc}`));
+      return true;
+    });
+  }
   const v = await d.client.call<{ runtime_name: string }>('runtime', 'Version', {});
   assert.equal(v.runtime_name, 'berth');
 });
@@ -83,17 +81,15 @@ test('a second daemon on the same root refuses to start; two roots run side by s
   assert.deepEqual(a, b);
 });
 
-test('SIGTERM shuts down cleanly: exit 0, socket and lock removed; kill -9 leaves a lock the next start takes over', async (t) => {
+test('SIGTERM shuts down cleanly: exit 0, socket removed; after kill -9 the next start gets the root', async (t) => {
   const d = await startDaemon();
   t.after(() => d.dispose());
   assert.equal(await d.stop('SIGTERM'), 0);
   await assert.rejects(access(d.socket));
-  await assert.rejects(access(`${d.root}/berthd.pid`));
   assert.match(d.logs(), /"msg":"stopped"/);
 
   const killed = await startDaemon({ root: d.root });
   assert.equal(await killed.stop('SIGKILL'), 'SIGKILL');
-  await access(`${d.root}/berthd.pid`);
   const again = await startDaemon({ root: d.root });
   t.after(async () => {
     await killed.dispose();
@@ -101,6 +97,19 @@ test('SIGTERM shuts down cleanly: exit 0, socket and lock removed; kill -9 leave
   });
   const v = await again.client.call<{ runtime_name: string }>('runtime', 'Version', {});
   assert.equal(v.runtime_name, 'berth');
+});
+
+test('--help says what happens to --state, and it does: the state dir survives a daemon restart', async (t) => {
+  const help = spawnSync(process.execPath, [BERTHD, '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /--state DIR\s+runtime state, kept across daemon restarts/);
+  const first = await startDaemon();
+  t.after(() => first.dispose());
+  await writeFile(join(first.state, 'marker'), 'kept');
+  await first.stop();
+  const second = await startDaemon({ root: first.root, state: first.state });
+  t.after(() => second.dispose());
+  assert.equal(await readFile(join(first.state, 'marker'), 'utf8'), 'kept');
 });
 
 test('bad flags and bad config are refused with a message, not a crash', () => {

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { census, containerConfig, containerStatus, podConfig, runPodWith, startPodEnv, waitExited, waitFor, type PodEnv } from '../helpers/pods.ts';
+import { alive, census, cgroupsLeft, containerConfig, containerStatus, podConfig, runPodWith, startPodEnv, waitExited, waitFor, type PodEnv } from '../helpers/pods.ts';
 
 const rootSkip = process.getuid?.() === 0 ? false : 'needs root (mounts, namespaces, runc)';
 
@@ -121,8 +121,8 @@ describe('pod lifecycle under restarts and churn', { skip: rootSkip }, () => {
 
   test('churn: dozens of pods through their whole life leave nothing behind', async () => {
     const c = env.daemon.client;
-    // Other berthd instances on this host (other test files) have cgroups and holders of their own.
-    const before = await census(env.daemon);
+    const containerIds: string[] = [];
+    const holders: number[] = [];
     const runOne = async (i: number): Promise<void> => {
       const pid = i % 3 === 0 ? 'POD' : 'CONTAINER';
       const { podId, ctrId } = await runPodWith(env, ['sh', '-c', 'while true; do sleep 0.1; done'], {
@@ -131,6 +131,11 @@ describe('pod lifecycle under restarts and churn', { skip: rootSkip }, () => {
       });
       const { status } = await containerStatus(env.daemon, ctrId);
       assert.equal(status.state, 'CONTAINER_RUNNING');
+      containerIds.push(ctrId);
+      const { info } = await c.call<{ info: Record<string, string> }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: podId, verbose: true });
+      const holder = (JSON.parse(info.info ?? '{}') as { pid: number }).pid;
+      assert.equal(holder > 0, pid === 'POD', 'only a shared PID namespace gets a holder process');
+      if (holder > 0) holders.push(holder);
       await c.call('runtime', 'StopContainer', { container_id: ctrId, timeout: 0 });
       await c.call('runtime', 'RemoveContainer', { container_id: ctrId });
       await c.call('runtime', 'StopPodSandbox', { pod_sandbox_id: podId });
@@ -143,7 +148,8 @@ describe('pod lifecycle under restarts and churn', { skip: rootSkip }, () => {
     });
     assert.deepEqual(left.mounts.filter((m) => !m.endsWith('/netns')), []);
     assert.deepEqual(left.netns, []);
-    assert.deepEqual(left.cgroups.filter((g) => !before.cgroups.includes(g)), []);
-    assert.deepEqual(left.holders.filter((h) => !before.holders.includes(h)), []);
+    assert.equal(containerIds.length, 36);
+    assert.deepEqual(await cgroupsLeft(containerIds), []);
+    assert.deepEqual(await alive(holders), []);
   });
 });

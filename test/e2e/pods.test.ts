@@ -86,6 +86,18 @@ describe('pods and containers', { skip: rootSkip }, () => {
     for (const p of [ok, bad]) await env.daemon.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.podId });
   });
 
+  test('a container killed by the OOM killer reports OOMKilled', async () => {
+    // dd's 64 MiB buffer cannot fit in a 16 MiB memory limit.
+    const { podId, ctrId } = await runPodWith(env, ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], {
+      hostNetwork: true,
+      container: { linux: { resources: { memory_limit_in_bytes: 16 * 1024 * 1024 } } },
+    });
+    const st = await waitExited(env.daemon, ctrId);
+    assert.equal(st.exit_code, 137);
+    assert.equal(st.reason, 'OOMKilled');
+    await env.daemon.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
   test('StopContainer kills with SIGKILL when the stop signal is ignored', async () => {
     const { podId, ctrId } = await runPodWith(env, ['sh', '-c', 'trap "" TERM; while true; do sleep 1; done'], { hostNetwork: true });
     await env.daemon.client.call('runtime', 'StopContainer', { container_id: ctrId, timeout: 1 });

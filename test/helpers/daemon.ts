@@ -77,7 +77,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
       await rm(base, { recursive: true, force: true });
     },
   };
-  for (let i = 0; i < 300; i++) {
+  // A bound, not a timing: a loaded machine or a big store (tens of thousands of records) may take
+  // a while to come up.
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
     try {
       await access(socket);

@@ -1,7 +1,7 @@
 // A berthd ready to run pods for end-to-end tests: a registry with the busybox fixture pulled, the
 // default bridge network on its own subnet and bridge name (10.210.0.0/16, brt*), and helpers to
 // build pod and container configs and to take a census of what the daemon left on the host.
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -10,6 +10,7 @@ import { startRegistry, type TestRegistry } from './registry.ts';
 import { busyboxImage, pushImage, type ImageSpec } from './images.ts';
 import { runCommand } from '../../src/util/run-command.ts';
 import { mountsUnder } from '../../src/util/mount.ts';
+import { removeMasquerade } from '../../src/network/masquerade.ts';
 
 export const BUSYBOX = 'docker.io/library/busybox:latest';
 
@@ -43,6 +44,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
   // A /24 and a bridge name of our own, so parallel test files never share a network.
   const n = 1 + (randomBytes(1)[0] as number) % 250;
   const net = opts.network ?? { subnetPrefix: '10.210', bridgePrefix: 'brt' };
+  const subnet = `${net.subnetPrefix}.${n}.0/24`;
   const bridge = `${net.bridgePrefix}${randomBytes(3).toString('hex')}`;
   const config = [
     '[registry.hosts."docker.io"]',
@@ -50,7 +52,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
     'skip_upstream = true',
     '[network]',
     `cni_conf_dir = "${cniDir}"`,
-    `default_subnet = "${net.subnetPrefix}.${n}.0/24"`,
+    `default_subnet = "${subnet}"`,
     `default_bridge = "${bridge}"`,
   ].join('\n');
   let daemon = await startDaemon({ config });
@@ -85,6 +87,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
         await registry.stop();
       }
       await runCommand('ip', ['link', 'del', bridge], { step: 'remove test bridge', timeoutMs: 5000, okCodes: [1] }).catch(() => undefined);
+      await removeMasquerade(subnet);
       await rm(base, { recursive: true, force: true });
     },
   };
@@ -177,13 +180,10 @@ export async function waitExited(d: TestDaemon, id: string, ms = 20_000): Promis
   }, ms);
 }
 
-/** What a daemon has on the host: mounts under its dirs, conmon and holder processes, cgroups, netns. */
+/** What a daemon has on the host: mounts under its dirs, its conmons, its pinned netns. */
 export interface Census {
   mounts: string[];
   conmons: number[];
-  /** PID-namespace holders (catatonit -P) alive that no pod of this daemon owns. */
-  holders: number[];
-  cgroups: string[];
   netns: string[];
 }
 
@@ -191,28 +191,38 @@ export async function census(d: TestDaemon): Promise<Census> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
   const mounts = info.split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(d.root) || p.startsWith(d.state));
   const conmons: number[] = [];
-  const holders: number[] = [];
-  const { items } = await d.client.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', {});
-  const podHolders = new Set<number>();
-  for (const p of items) {
-    const { info } = await d.client.call<{ info: Record<string, string> }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
-    podHolders.add((JSON.parse(info.info ?? '{}') as { pid: number }).pid);
-  }
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     if (/\) Z /.test(stat)) continue; // a zombie waiting for init to reap it holds nothing
     if ((cmd.startsWith('conmon') || cmd.includes('/conmon\0')) && cmd.includes(d.state)) conmons.push(Number(pid));
-    if (cmd.startsWith('catatonit\0-P') && !podHolders.has(Number(pid))) holders.push(Number(pid));
   }
-  const cgroups: string[] = [];
-  for (const ctl of ['memory', 'pids', 'cpu']) {
-    const dir = `/sys/fs/cgroup/${ctl}/berth`;
-    const entries = await readdir(dir).catch(() => [] as string[]);
-    const known = new Set((await d.client.call<{ containers: Array<{ id: string }> }>('runtime', 'ListContainers', {})).containers.map((c) => c.id));
-    for (const e of entries) if (/^[a-f0-9]{64}$/.test(e) && !known.has(e)) cgroups.push(`${dir}/${e}`);
+  const netns = mounts.filter((m) => m.includes('/netns/'));
+  return { mounts, conmons, netns };
+}
+
+/**
+ * Cgroups still present for these containers, in any v1 controller or in v2. Other daemons on the
+ * host share the /berth parent, so a test names the containers it made.
+ */
+export async function cgroupsLeft(containerIds: readonly string[]): Promise<string[]> {
+  const roots = (await readdir('/sys/fs/cgroup').catch(() => [] as string[])).map((c) => `/sys/fs/cgroup/${c}/berth`);
+  const left: string[] = [];
+  for (const root of [...roots, '/sys/fs/cgroup/berth']) {
+    for (const id of containerIds) {
+      if (await stat(`${root}/${id}`).then(() => true, () => false)) left.push(`${root}/${id}`);
+    }
   }
-  const netns = mounts.filter((m) => m.endsWith('/net'));
-  return { mounts, conmons, holders, cgroups, netns };
+  return left;
+}
+
+/** Those of `pids` that still run (zombies awaiting their reaper do not count). */
+export async function alive(pids: readonly number[]): Promise<number[]> {
+  const out: number[] = [];
+  for (const pid of pids) {
+    const st = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    if (st && !/\) Z /.test(st)) out.push(pid);
+  }
+  return out;
 }

@@ -267,6 +267,10 @@ export class FakeApiServer {
     this.#faults.push({ code, retryAfter, count, match });
   }
 
+  clearFaults(): void {
+    this.#faults = [];
+  }
+
   /** Ends every open watch abruptly (connection reset). */
   dropWatches(): void {
     for (const w of this.#watchers) w.res.socket?.destroy();

@@ -16,6 +16,8 @@ export interface BackupEntry {
 
 export interface Backup {
   oldEndpoint: string;
+  /** The unit the kubelet runs in (kubelet.service, k3s.service…), stopped and started around edits. */
+  unit: string;
   files: BackupEntry[];
 }
 
@@ -31,13 +33,13 @@ function parseBackup(text: string, where: string): Backup {
   const doc = JSON.parse(text) as unknown;
   const bad = (): Error => new Error(`${where} is damaged (not a kubelet backup record); restore the kubelet files by hand`);
   if (typeof doc !== 'object' || doc === null) throw bad();
-  const { oldEndpoint, files } = doc as Record<string, unknown>;
-  if (typeof oldEndpoint !== 'string' || !Array.isArray(files)) throw bad();
+  const { oldEndpoint, unit, files } = doc as Record<string, unknown>;
+  if (typeof oldEndpoint !== 'string' || typeof unit !== 'string' || !/^[\w@.-]+\.service$/.test(unit) || !Array.isArray(files)) throw bad();
   for (const f of files as unknown[]) {
     const e = f as Record<string, unknown>;
     if (typeof e?.path !== 'string' || !e.path.startsWith('/') || typeof e.mode !== 'number' || typeof e.sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(e.sha256)) throw bad();
   }
-  return { oldEndpoint, files: files as BackupEntry[] };
+  return { oldEndpoint, unit, files: files as BackupEntry[] };
 }
 
 export async function readBackup(stateDir: string): Promise<Backup | undefined> {
@@ -53,10 +55,10 @@ export async function readBackup(stateDir: string): Promise<Backup | undefined> 
 }
 
 /** Saves the originals of files about to change that are not saved yet; the record is written last. */
-export async function saveBackup(hostRoot: string, stateDir: string, edits: FileEdit[], oldEndpoint: string): Promise<Backup> {
+export async function saveBackup(hostRoot: string, stateDir: string, edits: FileEdit[], oldEndpoint: string, unit: string): Promise<Backup> {
   const dir = backupDir(stateDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const backup = (await readBackup(stateDir)) ?? { oldEndpoint, files: [] };
+  const backup = (await readBackup(stateDir)) ?? { oldEndpoint, unit, files: [] };
   const missing = edits.filter((e) => !backup.files.some((f) => f.path === e.path));
   if (missing.length === 0 && backup.files.length > 0) return backup;
   for (const e of missing) {

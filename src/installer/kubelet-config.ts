@@ -1,12 +1,13 @@
 // Where this kubelet keeps its runtime endpoints, and the edits that point them at berth: flags
 // (`--container-runtime-endpoint`, `--image-service-endpoint`) in kubeadm-flags.env,
 // /etc/default/kubelet, /etc/sysconfig/kubelet or a systemd drop-in, and the
-// KubeletConfiguration file's `containerRuntimeEndpoint` / `imageServiceEndpoint`. Edits are
-// textual so everything else in each file stays byte for byte.
+// KubeletConfiguration file's `containerRuntimeEndpoint` / `imageServiceEndpoint`, or k3s's
+// /etc/rancher/k3s/config.yaml (its kubelet runs inside the k3s unit). Edits are textual so
+// everything else in each file stays byte for byte.
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failedPrecondition } from '../util/errors.ts';
-import { onHost } from './host.ts';
+import { KUBELET_UNIT, onHost } from './host.ts';
 
 /** kubelet 1.27+ uses containerd's socket when nothing names one. */
 const DEFAULT_OLD_ENDPOINT = 'unix:///run/containerd/containerd.sock';
@@ -16,6 +17,9 @@ const DROPIN_DIR = '/etc/systemd/system/kubelet.service.d';
 /** Read-only places that may name the config file (kubeadm's drop-in lives here on packages). */
 const CONFIG_HINTS = ['/usr/lib/systemd/system/kubelet.service.d', '/lib/systemd/system/kubelet.service.d', DROPIN_DIR];
 const DEFAULT_CONFIG = '/var/lib/kubelet/config.yaml';
+const K3S_CONFIG = '/etc/rancher/k3s/config.yaml';
+/** k3s's embedded containerd, when its config names no endpoint. */
+const K3S_OLD_ENDPOINT = 'unix:///run/k3s/containerd/containerd.sock';
 
 export interface FileEdit {
   /** Host path (`/var/lib/kubelet/config.yaml`). */
@@ -33,6 +37,8 @@ export interface KubeletPlan {
   edits: FileEdit[];
   /** The endpoint the kubelet used before: its pods are removed through it. */
   oldEndpoint: string;
+  /** The systemd unit the kubelet runs in: kubelet.service, or k3s.service / k3s-agent.service. */
+  unit: string;
 }
 
 const flagRe = (flag: string): RegExp => new RegExp(`--${flag}(=|[ \\t]+)([^\\s"']+)`, 'g');
@@ -66,13 +72,18 @@ export function editConfig(text: string, endpoint: string): { text: string; old?
     doc.imageServiceEndpoint = endpoint;
     return { text: `${JSON.stringify(doc, null, 2)}\n`, old };
   }
+  return setYamlKeys(text, ['containerRuntimeEndpoint', 'imageServiceEndpoint'], endpoint);
+}
+
+/** Sets top-level `key: value` lines (appending missing keys); `old` is the first key's value before. */
+export function setYamlKeys(text: string, keys: readonly string[], endpoint: string): { text: string; old?: string } {
   let out = text;
   let old: string | undefined;
-  for (const key of ['containerRuntimeEndpoint', 'imageServiceEndpoint']) {
+  for (const [i, key] of keys.entries()) {
     const re = new RegExp(`^${key}:[ \\t]*(.*?)[ \\t]*$`, 'm');
     const m = re.exec(out);
     if (m) {
-      if (key === 'containerRuntimeEndpoint') old = m[1]?.replace(/^["']|["']$/g, '');
+      if (i === 0) old = m[1]?.replace(/^["']|["']$/g, '');
       out = out.replace(re, `${key}: ${endpoint}`);
     } else {
       out = `${out}${out === '' || out.endsWith('\n') ? '' : '\n'}${key}: ${endpoint}\n`;
@@ -95,8 +106,23 @@ async function dropIns(hostRoot: string, dir: string): Promise<string[]> {
   return names.filter((n) => n.endsWith('.conf')).sort().map((n) => join(dir, n));
 }
 
+/** k3s keeps the kubelet's flags as keys of its own config and runs it inside its server or agent unit. */
+async function planK3s(hostRoot: string, endpoint: string): Promise<KubeletPlan | undefined> {
+  const before = await readIf(onHost(hostRoot, K3S_CONFIG));
+  if (before === undefined) return undefined;
+  const edited = setYamlKeys(before, ['container-runtime-endpoint', 'image-service-endpoint'], endpoint);
+  const agent = (await readIf(onHost(hostRoot, '/etc/systemd/system/k3s-agent.service'))) !== undefined;
+  return {
+    edits: edited.text === before ? [] : [{ path: K3S_CONFIG, before, after: edited.text }],
+    oldEndpoint: edited.old ?? K3S_OLD_ENDPOINT,
+    unit: agent ? 'k3s-agent.service' : 'k3s.service',
+  };
+}
+
 /** Finds every place this kubelet keeps its endpoints and the edits that point them at `endpoint`. */
 export async function planKubeletSwitch(hostRoot: string, endpoint: string): Promise<KubeletPlan> {
+  const k3s = await planK3s(hostRoot, endpoint);
+  if (k3s) return k3s;
   const edits: FileEdit[] = [];
   let oldEndpoint: string | undefined;
   let configPath: string | undefined;
@@ -124,9 +150,9 @@ export async function planKubeletSwitch(hostRoot: string, endpoint: string): Pro
     if (edited.text !== config) edits.push({ path: configPath, before: config, after: edited.text });
   } else if (oldEndpoint === undefined) {
     throw failedPrecondition(
-      `found no kubelet configuration to edit: no --container-runtime-endpoint in ${flagFiles.join(', ')} and no ${configPath}; ` +
+      `found no kubelet configuration to edit: no --container-runtime-endpoint in ${flagFiles.join(', ')}, no ${configPath} and no ${K3S_CONFIG}; ` +
         'point the kubelet at unix:///run/berth/berth.sock by hand',
     );
   }
-  return { edits, oldEndpoint: oldEndpoint ?? DEFAULT_OLD_ENDPOINT };
+  return { edits, oldEndpoint: oldEndpoint ?? DEFAULT_OLD_ENDPOINT, unit: KUBELET_UNIT };
 }

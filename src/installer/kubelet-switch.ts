@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { errorMessage, failedPrecondition } from '../util/errors.ts';
-import { hostPaths, KUBELET_UNIT, onHost } from './host.ts';
+import { hostPaths, onHost } from './host.ts';
 import type { HostSystemd } from './host-systemd.ts';
 import { isUnitFile, planKubeletSwitch } from './kubelet-config.ts';
 import { readBackup, restoreBackup, saveBackup } from './kubelet-backup.ts';
@@ -51,8 +51,8 @@ export async function applySwitch(o: SwitchOptions): Promise<void> {
   if (why !== undefined) throw failedPrecondition(`berthd is not healthy (${why}); the kubelet stays on its runtime`);
 
   const plan = await planKubeletSwitch(o.hostRoot, BERTH_ENDPOINT);
-  const backup = await saveBackup(o.hostRoot, paths.installerState, plan.edits, plan.oldEndpoint);
-  done('backup', { files: backup.files.map((f) => f.path), oldEndpoint: backup.oldEndpoint });
+  const backup = await saveBackup(o.hostRoot, paths.installerState, plan.edits, plan.oldEndpoint, plan.unit);
+  done('backup', { files: backup.files.map((f) => f.path), oldEndpoint: backup.oldEndpoint, unit: backup.unit });
 
   try {
     for (const e of plan.edits) await writeFileAtomic(onHost(o.hostRoot, e.path), e.after, backup.files.find((f) => f.path === e.path)?.mode ?? 0o644);
@@ -61,14 +61,14 @@ export async function applySwitch(o: SwitchOptions): Promise<void> {
     done('edit', { files: plan.edits.map((e) => e.path) });
 
     // Stopped first: a running kubelet would start the removed pods again on the old runtime.
-    await o.systemd.systemctl('stop the kubelet', ['stop', KUBELET_UNIT], o.signal);
+    await o.systemd.systemctl('stop the kubelet', ['stop', backup.unit], o.signal);
     done('stop-kubelet');
 
     if (backup.oldEndpoint !== BERTH_ENDPOINT) {
       done('remove-pods', { removed: await removeAllPods(onHost(o.hostRoot, socketOf(backup.oldEndpoint)), o.log, o.signal) });
     } else done('remove-pods', { removed: 0 });
 
-    await o.systemd.systemctl('start the kubelet', ['start', KUBELET_UNIT], o.signal);
+    await o.systemd.systemctl('start the kubelet', ['start', backup.unit], o.signal);
     done('start-kubelet');
   } catch (err) {
     // Never leave a node with a stopped or half-moved kubelet: put back what was there.
@@ -89,8 +89,8 @@ export async function applyRevert(o: Pick<SwitchOptions, 'hostRoot' | 'systemd' 
   const restored = await restoreBackup(o.hostRoot, paths.installerState, backup);
   if (restored.some(isUnitFile)) await o.systemd.systemctl('reload systemd units', ['daemon-reload'], o.signal);
   // A stop and a start, not a restart: the same calls as the switch, in the same order.
-  await o.systemd.systemctl('stop the kubelet', ['stop', KUBELET_UNIT], o.signal);
-  await o.systemd.systemctl('start the kubelet', ['start', KUBELET_UNIT], o.signal);
+  await o.systemd.systemctl('stop the kubelet', ['stop', backup.unit], o.signal);
+  await o.systemd.systemctl('start the kubelet', ['start', backup.unit], o.signal);
   o.log.info({ restored, endpoint: backup.oldEndpoint }, 'revert: kubelet restored');
   return true;
 }

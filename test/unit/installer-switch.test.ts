@@ -58,6 +58,8 @@ const LAYOUTS: Record<string, string[]> = {
   'kubeadm-flags': ['systemctl stop kubelet.service', 'systemctl start kubelet.service'],
   'config-yaml': ['systemctl stop kubelet.service', 'systemctl start kubelet.service'],
   'drop-in': ['systemctl daemon-reload', 'systemctl stop kubelet.service', 'systemctl start kubelet.service'],
+  // k3s keeps the kubelet's flags in its own config and runs the kubelet in its agent unit.
+  'k3s-agent': ['systemctl stop k3s-agent.service', 'systemctl start k3s-agent.service'],
 };
 
 describe('berth-install switch and revert', () => {

@@ -75,8 +75,11 @@ export async function install(o: InstallOptions): Promise<void> {
     await flipCurrent(paths.opt, previous);
     await writePrevious(paths.opt, undefined);
     await o.systemd.systemctl('restart the previous berthd', ['restart', UNIT_NAME], o.signal);
-    o.log.error({ version: o.version, previous }, 'install: rolled back');
-    throw failedPrecondition(`${base}; rolled back to ${previous}. See \`journalctl -u berthd\` on the node.`);
+    // Say whether the node has a runtime again: that decides how urgent the operator's visit is.
+    const back = await waitHealthy(o.socket, previous, o.healthTimeoutMs, o.signal);
+    const outcome = back === undefined ? `${previous} serves again` : `${previous} does not answer either (${back})`;
+    o.log.error({ version: o.version, previous, outcome }, 'install: rolled back');
+    throw failedPrecondition(`${base}; rolled back: ${outcome}. See \`journalctl -u berthd\` on the node.`);
   }
   done('healthy');
 

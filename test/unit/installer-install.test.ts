@@ -67,16 +67,23 @@ describe('berth-install install', () => {
 
   test('an upgrade whose berthd never answers flips back, restarts the old one and exits non-zero', async () => {
     const h = await host();
-    await preinstall(h, '0.0.1');
-    await mkdir(join(h.root, 'opt/berth'), { recursive: true });
-    await symlink('0.0.1', join(h.root, 'opt/berth/current'));
-    // The daemon answering is the old version: not the one being installed.
+    // The daemon answering is the version already installed, not the one being installed.
+    await preinstall(h, BERTH_VERSION);
+    await symlink(BERTH_VERSION, join(h.root, 'opt/berth/current'));
     const r = await h.run(['install', '--version', '9.9.9', '--source', h.source, '--socket', daemon.socket, '--health-timeout', '1']);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /did not become healthy.*answers, not 9\.9\.9.*rolled back to 0\.0\.1/);
-    assert.equal(await readlink(join(h.root, 'opt/berth/current')), '0.0.1');
-    assert.deepEqual(await optEntries(h), ['0.0.1', '9.9.9', 'current']);
+    assert.match(r.stderr, new RegExp(`did not become healthy.*answers, not 9\\.9\\.9.*rolled back: ${BERTH_VERSION.replaceAll('.', '\\.')} serves again`));
+    assert.equal(await readlink(join(h.root, 'opt/berth/current')), BERTH_VERSION);
+    assert.deepEqual(await optEntries(h), ['9.9.9', BERTH_VERSION, 'current'].sort());
     assert.deepEqual((await h.calls()).filter((c) => c.includes('restart')), ['systemctl restart berthd.service', 'systemctl restart berthd.service']);
+  });
+
+  test('a failed first install has nothing to roll back to and says so', async () => {
+    const h = await host();
+    const r = await h.run(['install', '--version', BERTH_VERSION, '--source', h.source, '--socket', join(h.dir, 'none.sock'), '--health-timeout', '1']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /did not become healthy.*nothing to roll back to/);
+    assert.equal(await readlink(join(h.root, 'opt/berth/current')), BERTH_VERSION);
   });
 
   test('a healthy upgrade keeps at most --keep versions, never the running one', async () => {

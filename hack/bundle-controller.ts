@@ -23,7 +23,7 @@ const STUBS: Record<string, string> = {
     'export const Agent = no("undici.Agent");\nexport const ProxyAgent = no("undici.ProxyAgent");\nexport const fetch = () => { throw new Error("undici.fetch is not in the berth-controller bundle"); };\n',
 };
 
-const stubs: Plugin = {
+export const stubs: Plugin = {
   name: 'berth-stubs',
   setup(b) {
     b.onResolve({ filter: /^\.\/gen\/index\.js$/ }, (a) => (a.importer.includes('@kubernetes/client-node/dist/') ? { path: 'client-node-gen', namespace: 'berth-stub' } : undefined));
@@ -33,12 +33,15 @@ const stubs: Plugin = {
 };
 
 /** src/version.ts reads package.json beside the sources; the bundle carries the version instead. */
-const version: Plugin = {
+export const version: Plugin = {
   name: 'berth-version',
   setup(b) {
     b.onLoad({ filter: /\/src\/version\.ts$/ }, () => ({ contents: `export const BERTH_VERSION = ${JSON.stringify(BERTH_VERSION)};`, loader: 'ts' }));
   },
 };
+
+/** CommonJS dependencies call require(); an ES module bundle has none of its own. */
+export const REQUIRE_BANNER = "import { createRequire as __berthRequire } from 'node:module'; const require = __berthRequire(import.meta.url);";
 
 export async function bundle(out: string, withStubs = true): Promise<number> {
   const result = await build({
@@ -52,8 +55,7 @@ export async function bundle(out: string, withStubs = true): Promise<number> {
     minify: true,
     metafile: true,
     logLevel: 'error',
-    // CommonJS dependencies call require(); an ES module bundle has none of its own.
-    banner: { js: "import { createRequire as __berthRequire } from 'node:module'; const require = __berthRequire(import.meta.url);" },
+    banner: { js: REQUIRE_BANNER },
     plugins: withStubs ? [version, stubs] : [version],
   });
   return Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);

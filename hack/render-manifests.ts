@@ -336,9 +336,11 @@ function configMap(o: RenderOptions): Obj {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'berth-config', namespace: o.namespace, labels: { [APP]: 'berth' } }, data: { 'config.toml': toml } };
 }
 
-/** Where the berth image (hack/build-image.ts) keeps Node and the controller bundle. */
+/** Where the berth image (hack/build-image.ts) keeps Node and the bundles. */
 export const IMAGE_NODE = '/berth/bin/node';
-export const IMAGE_BUNDLE = '/berth/app/dist/lib/berth-controller.js';
+export const IMAGE_BUNDLE = '/berth/lib/berth-controller.js';
+/** berth-install (src/installer/), the init containers' program. */
+export const IMAGE_INSTALLER = '/berth/lib/berth-install.js';
 
 function daemonSet(o: RenderOptions, uninstall: boolean): Obj {
   const name = uninstall ? 'berth-uninstall' : 'berth-node';
@@ -350,7 +352,7 @@ function daemonSet(o: RenderOptions, uninstall: boolean): Obj {
   const install = {
     name: uninstall ? 'uninstall' : 'install',
     image: o.image,
-    command: [IMAGE_NODE, IMAGE_BUNDLE, uninstall ? 'uninstall' : 'install', '--host-root', '/host', '--version', o.version, '--config-template', '/config/config.toml'],
+    command: [IMAGE_NODE, IMAGE_INSTALLER, uninstall ? 'uninstall' : 'install', '--host-root', '/host', '--version', o.version, '--config-template', '/config/config.toml'],
     securityContext: { privileged: true },
     volumeMounts: [
       { name: 'host', mountPath: '/host', mountPropagation: 'Bidirectional' },

@@ -12,18 +12,11 @@ import { DEFAULT_TIMING, type WatchTiming } from './informer.ts';
 import { NodeAgent } from './agent.ts';
 import { Aggregator } from './aggregator.ts';
 import { parseAddr, serve } from './http.ts';
-import { install, uninstall } from './install.ts';
-import { revertKubelet, switchKubelet } from './kubelet-switch.ts';
-import { hostSystemctl } from './host-systemd.ts';
 
 const HELP = `berth-controller ${BERTH_VERSION} — berth's Kubernetes node agent and aggregator
 
 Usage: berth-controller --role node-agent --node-name NAME [flags]
        berth-controller --role aggregator [flags]
-       berth-controller install --host-root DIR [--version V] [--source DIR] [--config-template FILE]
-                        [--systemctl "CMD ..."] [--wait-seconds N]
-       berth-controller uninstall --host-root DIR [--systemctl "CMD ..."]
-       berth-controller switch-kubelet --host-root DIR [--revert] [--systemctl "CMD ..."]
 
 Flags:
   --role ROLE              node-agent or aggregator
@@ -59,66 +52,7 @@ function num(v: string | undefined, flag: string, dflt: number): number {
   return n;
 }
 
-const INSTALL_HELP = `install: copies the berth tree (--source, default the image's /berth) to
-HOST/opt/berth/VERSION, flips HOST/opt/berth/current, writes berthd.service and (if absent)
-/etc/berth/config.toml, restarts berthd through the host's systemd and waits for CRI Status
-(--wait-seconds, default 60), switching back to the previous version if it does not answer.
---systemctl defaults to "/berth/bin/busybox chroot HOST systemctl".
-uninstall: stops and removes berthd's unit and /opt/berth; keeps /var/lib/berth and /etc/berth.
-switch-kubelet: points the kubelet's runtime and image endpoints at berth in every file it keeps
-them in (kubeadm config.yaml and kubeadm-flags.env, k3s config.yaml), saving each original once as
-FILE.berth-backup, and restarts the kubelet; --revert restores the originals byte for byte.
-`;
-
-/** `install` and `uninstall`: the DaemonSet's init containers (src/controller/install.ts). */
-async function hostCommand(command: 'install' | 'uninstall' | 'switch-kubelet', argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        'host-root': { type: 'string' },
-        version: { type: 'string', default: BERTH_VERSION },
-        source: { type: 'string' },
-        'config-template': { type: 'string' },
-        systemctl: { type: 'string' },
-        'wait-seconds': { type: 'string', default: '60' },
-        'log-level': { type: 'string', default: 'info' },
-        revert: { type: 'boolean', default: false },
-      },
-    }));
-    if (!values['host-root']) throw new Error('--host-root is required (the DaemonSet mounts the host at /host)');
-    if (!/^[0-9A-Za-z][0-9A-Za-z._+-]{0,62}$/.test(values.version)) throw new Error(`--version ${JSON.stringify(values.version)} is not a version`);
-  } catch (err) {
-    process.stderr.write(`berth-controller ${command}: ${(err as Error).message}\n\n${INSTALL_HELP}`);
-    return 2;
-  }
-  const hostRoot = values['host-root'] as string;
-  const log = pino({ level: values['log-level'], base: { pid: process.pid, role: command } }, pino.destination({ dest: 2, sync: true }));
-  const systemctl = hostSystemctl(values.systemctl ? values.systemctl.split(/\s+/).filter(Boolean) : ['/berth/bin/busybox', 'chroot', hostRoot, 'systemctl']);
-  const ac = new AbortController();
-  process.once('SIGTERM', () => ac.abort());
-  try {
-    if (command === 'uninstall') await uninstall({ hostRoot, systemctl, log }, ac.signal);
-    else if (command === 'switch-kubelet') {
-      const files = values.revert ? await revertKubelet(hostRoot, systemctl, ac.signal) : await switchKubelet(hostRoot, systemctl, ac.signal);
-      log.info({ files, revert: values.revert }, values.revert ? 'kubelet configuration restored' : 'kubelet pointed at berth');
-    } else {
-      // In the image the bundle is /berth/app/dist/lib/berth-controller.js; the tree is /berth.
-      const source = values.source ?? new URL('../../../', `file://${process.argv[1] ?? '/berth/app/dist/lib/x'}`).pathname;
-      await install({ hostRoot, version: values.version, source, configTemplate: values['config-template'], systemctl, log, waitMs: num(values['wait-seconds'], '--wait-seconds', 60) * 1000 }, ac.signal);
-    }
-    return 0;
-  } catch (err) {
-    log.fatal({ err: (err as Error).message }, `${command} failed`);
-    process.stderr.write(`berth-controller ${command}: ${(err as Error).message}\n`);
-    return 1;
-  }
-}
-
 export async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'install' || argv[0] === 'uninstall' || argv[0] === 'switch-kubelet') return hostCommand(argv[0], argv.slice(1));
   let values;
   try {
     ({ values } = parseArgs({

@@ -1,5 +1,5 @@
-// berthd must not load the controller's dependencies: its import graph (from bin/berthd.js) holds
-// no src/controller/ file and no @kubernetes/* package. The controller's own graph may use the
+// berthd must not load the controller's or installer's code: its import graph (from bin/berthd.js) holds
+// no src/controller/ or src/installer/ file and no @kubernetes/* package. The controller's own graph may use the
 // daemon's modules (the CRI client, reference parsing), never the other way round.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,11 +28,18 @@ async function graph(entry: string): Promise<{ files: Set<string>; packages: Set
   return { files, packages };
 }
 
-test('berthd loads no controller code and no Kubernetes client', async () => {
+test('berthd loads no controller or installer code and no Kubernetes client', async () => {
   const { files, packages } = await graph('bin/berthd.js');
   assert.ok(files.size > 20, `walked ${files.size} files`);
-  const controller = [...files].map((f) => relative(repo, f)).filter((f) => f.startsWith('src/controller/'));
+  const controller = [...files].map((f) => relative(repo, f)).filter((f) => f.startsWith('src/controller/') || f.startsWith('src/installer/'));
   assert.deepEqual(controller, []);
+  assert.deepEqual([...packages].filter((p) => p.startsWith('@kubernetes/')), []);
+});
+
+test('the installer loads no controller code and no Kubernetes client', async () => {
+  const { files, packages } = await graph('bin/berth-install.js');
+  assert.ok([...files].some((f) => relative(repo, f).startsWith('src/installer/')), 'the walk reaches src/installer/');
+  assert.deepEqual([...files].map((f) => relative(repo, f)).filter((f) => f.startsWith('src/controller/')), []);
   assert.deepEqual([...packages].filter((p) => p.startsWith('@kubernetes/')), []);
 });
 

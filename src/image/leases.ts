@@ -4,10 +4,8 @@
 //   leases/<sha256(holder)>.json   { holder, imageId, chainIds, blobs }
 // The image's names may go away meanwhile (RemoveImage succeeds, as with containerd); its layers
 // and config blob stay until the last lease on them is released.
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
-import { digestHex, isDigest, sha256 } from '../util/digest.ts';
+import { hashedFileName, RecordDir } from '../store/record-dir.ts';
+import { isDigest } from '../util/digest.ts';
 
 export interface Lease {
   /** Who holds it, e.g. `container/<id>`; one lease per holder. */
@@ -31,47 +29,23 @@ function isLease(v: unknown): v is Lease {
 }
 
 export class LeaseStore {
-  readonly #dir: string;
-  readonly #leases = new Map<string, Lease>();
+  readonly #leases: RecordDir<Lease>;
 
   constructor(dir: string) {
-    this.#dir = dir;
+    this.#leases = new RecordDir(dir, isLease, { key: (l) => l.holder, fileName: hashedFileName });
   }
 
   /** Loads every lease; returns the paths of damaged ones, which were moved aside. */
-  async load(): Promise<string[]> {
-    await mkdir(this.#dir, { recursive: true });
-    const bad: string[] = [];
-    for (const file of await readdir(this.#dir)) {
-      const path = join(this.#dir, file);
-      if (file.startsWith('.')) {
-        await rm(path, { force: true });
-        continue;
-      }
-      if (!file.endsWith('.json')) continue;
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(await readFile(path, 'utf8'));
-      } catch {
-        parsed = undefined;
-      }
-      if (isLease(parsed)) {
-        this.#leases.set(parsed.holder, parsed);
-      } else {
-        await rename(path, `${path}.corrupt`);
-        bad.push(`${path}.corrupt`);
-      }
-    }
-    return bad;
+  load(): Promise<string[]> {
+    return this.#leases.load();
   }
 
   /**
    * Records the lease in memory at once (so a GC that starts now sees it), then on disk. A holder
    * that already has a lease gets it replaced.
    */
-  async put(lease: Lease): Promise<void> {
-    this.#leases.set(lease.holder, lease);
-    await writeFileAtomic(this.#file(lease.holder), JSON.stringify(lease));
+  put(lease: Lease): Promise<void> {
+    return this.#leases.put(lease);
   }
 
   get(holder: string): Lease | undefined {
@@ -79,18 +53,12 @@ export class LeaseStore {
   }
 
   async release(holder: string): Promise<boolean> {
-    if (!this.#leases.has(holder)) return false;
-    await rm(this.#file(holder), { force: true });
-    await syncDir(this.#dir);
-    this.#leases.delete(holder);
+    if (!this.#leases.get(holder)) return false;
+    await this.#leases.remove(holder);
     return true;
   }
 
   all(): Lease[] {
-    return [...this.#leases.values()];
-  }
-
-  #file(holder: string): string {
-    return join(this.#dir, `${digestHex(sha256(holder))}.json`);
+    return this.#leases.all();
   }
 }

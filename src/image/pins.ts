@@ -3,10 +3,7 @@
 //   pins/<sha256(owner)>.json   { owner, images: [canonical names] }
 // A pin is a name, not an image ID: when a pinned tag moves, the image now under it is the pinned
 // one. Pins do not hold content themselves; GC keeps an image while it has names, as for any image.
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
-import { digestHex, sha256 } from '../util/digest.ts';
+import { hashedFileName, RecordDir } from '../store/record-dir.ts';
 
 export interface PinSet {
   owner: string;
@@ -22,67 +19,39 @@ function isPinSet(v: unknown): v is PinSet {
   );
 }
 
+/** One name once each, in order: how a set is kept, whatever order its owner gave. */
+const normalize = (names: string[]): string[] => [...new Set(names)].sort();
+
 export class PinStore {
-  readonly #dir: string;
-  readonly #sets = new Map<string, PinSet>();
+  /** Writes of one owner are queued, so two SetPins of one owner land in the order they were asked. */
+  readonly #sets: RecordDir<PinSet>;
   #names = new Set<string>();
-  /** Writes run one at a time, so two SetPins of one owner land in the order they were asked. */
-  #writing: Promise<void> = Promise.resolve();
 
   constructor(dir: string) {
-    this.#dir = dir;
+    this.#sets = new RecordDir(dir, isPinSet, { key: (s) => s.owner, fileName: hashedFileName });
   }
 
   /** Loads every owner's pins; returns the paths of damaged files, which were moved aside. */
   async load(): Promise<string[]> {
-    await mkdir(this.#dir, { recursive: true });
-    const bad: string[] = [];
-    for (const file of await readdir(this.#dir)) {
-      const path = join(this.#dir, file);
-      if (file.startsWith('.')) {
-        await rm(path, { force: true });
-        continue;
-      }
-      if (!file.endsWith('.json')) continue;
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(await readFile(path, 'utf8'));
-      } catch {
-        parsed = undefined;
-      }
-      if (isPinSet(parsed)) {
-        this.#sets.set(parsed.owner, { owner: parsed.owner, images: [...new Set(parsed.images)].sort() });
-      } else {
-        await rename(path, `${path}.corrupt`);
-        bad.push(`${path}.corrupt`);
-      }
-    }
+    const bad = await this.#sets.load();
+    // A file written by hand may repeat or disorder names; hold them as set() would have.
+    for (const s of this.#sets.all()) s.images = normalize(s.images);
     this.#reindex();
     return bad;
   }
 
   /** Replaces what `owner` pins; an empty list removes the owner's file. */
   async set(owner: string, names: string[]): Promise<string[]> {
-    const images = [...new Set(names)].sort();
-    const job = this.#writing.then(async () => {
-      const file = this.#file(owner);
-      if (images.length === 0) {
-        await rm(file, { force: true });
-        await syncDir(this.#dir);
-        this.#sets.delete(owner);
-      } else {
-        await writeFileAtomic(file, JSON.stringify({ owner, images }));
-        this.#sets.set(owner, { owner, images });
-      }
-      this.#reindex();
-    });
-    this.#writing = job.catch(() => undefined);
-    await job;
+    const images = normalize(names);
+    // put and remove change the records in memory at once, before their write; index them then.
+    const written = images.length === 0 ? this.#sets.remove(owner) : this.#sets.put({ owner, images });
+    this.#reindex();
+    await written;
     return images;
   }
 
   list(owner?: string): PinSet[] {
-    const all = [...this.#sets.values()].sort((a, b) => a.owner.localeCompare(b.owner));
+    const all = this.#sets.all().sort((a, b) => a.owner.localeCompare(b.owner));
     return owner ? all.filter((s) => s.owner === owner) : all;
   }
 
@@ -92,10 +61,6 @@ export class PinStore {
   }
 
   #reindex(): void {
-    this.#names = new Set([...this.#sets.values()].flatMap((s) => s.images));
-  }
-
-  #file(owner: string): string {
-    return join(this.#dir, `${digestHex(sha256(owner))}.json`);
+    this.#names = new Set(this.#sets.all().flatMap((s) => s.images));
   }
 }

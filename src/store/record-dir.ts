@@ -1,21 +1,42 @@
-// A directory of JSON records, one crash-safe file per object (`<id>.json`), mirrored in memory.
+// A directory of JSON records, one crash-safe file per object (`<key>.json`), mirrored in memory.
 // Records on disk are input: each is checked on load and a damaged one is moved aside as
-// `<id>.json.corrupt`, costing that object only.
+// `<file>.json.corrupt`, costing that object only.
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
+import { digestHex, sha256 } from '../util/digest.ts';
 import { invalidArgument } from '../util/errors.ts';
 import { KeyedMutex } from '../util/keyed-mutex.ts';
 
-export class RecordDir<T extends { id: string }> {
+/** How records without an `id` field are keyed and named on disk. */
+export interface RecordKeying<T> {
+  /** The record's key (one record per key). */
+  key: (rec: T) => string;
+  /** The file name (without `.json`) for a key; the key itself when left out. */
+  fileName?: (key: string) => string;
+}
+
+/** A file name for keys that are not safe as one (they hold `/`, say): the key's sha256 in hex. */
+export const hashedFileName = (key: string): string => digestHex(sha256(key));
+
+export class RecordDir<T> {
   readonly #dir: string;
   readonly #valid: (v: unknown) => v is T;
+  readonly #key: (rec: T) => string;
+  readonly #fileName: (key: string) => string;
   readonly #records = new Map<string, T>();
   readonly #writes = new KeyedMutex();
 
-  constructor(dir: string, valid: (v: unknown) => v is T) {
+  /** Records with a string `id` are keyed by it; any other record needs its keying. */
+  constructor(
+    dir: string,
+    valid: (v: unknown) => v is T,
+    ...keying: T extends { id: string } ? [RecordKeying<T>?] : [RecordKeying<T>]
+  ) {
     this.#dir = dir;
     this.#valid = valid;
+    this.#key = keying[0]?.key ?? ((rec) => (rec as { id: string }).id);
+    this.#fileName = keying[0]?.fileName ?? ((key) => key);
   }
 
   /** Loads every record; returns the paths of damaged ones, which were moved aside. */
@@ -35,8 +56,9 @@ export class RecordDir<T extends { id: string }> {
       } catch {
         parsed = undefined;
       }
-      if (this.#valid(parsed) && `${parsed.id}.json` === file) {
-        this.#records.set(parsed.id, parsed);
+      // A record in another's file would be written back to a different one and never removed.
+      if (this.#valid(parsed) && `${this.#fileName(this.#key(parsed))}.json` === file) {
+        this.#records.set(this.#key(parsed), parsed);
       } else {
         await rename(path, `${path}.corrupt`);
         bad.push(`${path}.corrupt`);
@@ -67,16 +89,20 @@ export class RecordDir<T extends { id: string }> {
    * always ends up holding the last version put, whatever order the renames would finish in.
    */
   async put(rec: T): Promise<void> {
-    this.#records.set(rec.id, rec);
-    await this.#writes.run(rec.id, () => writeFileAtomic(join(this.#dir, `${rec.id}.json`), JSON.stringify(rec)));
+    const key = this.#key(rec);
+    this.#records.set(key, rec);
+    await this.#writes.run(key, () => writeFileAtomic(this.#file(key), JSON.stringify(rec)));
   }
 
-  async remove(id: string): Promise<void> {
-    this.#records.delete(id);
-    await this.#writes.run(id, async () => {
-      await rm(join(this.#dir, `${id}.json`), { force: true });
+  async remove(key: string): Promise<void> {
+    this.#records.delete(key);
+    await this.#writes.run(key, async () => {
+      await rm(this.#file(key), { force: true });
       await syncDir(this.#dir);
     });
   }
 
+  #file(key: string): string {
+    return join(this.#dir, `${this.#fileName(key)}.json`);
+  }
 }

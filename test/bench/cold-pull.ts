@@ -9,8 +9,8 @@
 // Prints every figure with containerd beside it and the ratios. Not a test: it asserts nothing.
 //
 //   node --import tsx test/bench/cold-pull.ts [--runs N] [--scale S] [--calls N]
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile, access, readFile } from 'node:fs/promises';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,7 +18,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CriClient } from '../../src/client/cri-client.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import { bigImage, busyboxImage, pushImage } from '../helpers/images.ts';
-import { BERTHD } from '../helpers/daemon.ts';
+import { startDaemon } from '../helpers/daemon.ts';
+import { containerdMissing, startContainerd } from '../helpers/containerd.ts';
 
 const { values } = parseArgs({
   options: { runs: { type: 'string', default: '3' }, scale: { type: 'string', default: '1' }, calls: { type: 'string', default: '400' }, settle: { type: 'string', default: '30' } },
@@ -31,57 +32,21 @@ const SMALL_PULLS = 7;
 
 interface Runtime {
   name: string;
-  start(dir: string): Promise<{ child: ChildProcess; socket: string }>;
-}
-
-async function waitForSocket(client: CriClient, child: ChildProcess, name: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-    try {
-      await client.call('runtime', 'Version', {}, { timeoutMs: 1000 });
-      return;
-    } catch {
-      await sleep(50);
-    }
-  }
-  throw new Error(`${name} did not come up`);
+  /** Starts the runtime, with `dir` for its files; stop() ends it (and removes berthd's own temp dirs). */
+  start(dir: string): Promise<{ child: ChildProcess; client: CriClient; stop(): Promise<void> }>;
 }
 
 const berth: Runtime = {
   name: 'berth',
-  async start(dir) {
-    const socket = join(dir, 'berth.sock');
-    await writeFile(join(dir, 'config.toml'), '');
-    const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    return { child, socket };
+  async start() {
+    const d = await startDaemon({ logLevel: 'warn', showLogs: true });
+    return { child: d.child, client: d.client, stop: d.dispose };
   },
 };
 
 const containerd: Runtime = {
   name: 'containerd',
-  async start(dir) {
-    const socket = join(dir, 'containerd.sock');
-    const config = `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${dir}/containerd.sock.ttrpc"
-[debug]
-  address = "${dir}/debug.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_apparmor = true
-[plugins."io.containerd.grpc.v1.cri".cni]
-  conf_dir = "${dir}/cni"
-`;
-    await writeFile(join(dir, 'config.toml'), config);
-    const child = spawn('containerd', ['--config', join(dir, 'config.toml'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'ignore'] });
-    return { child, socket };
-  },
+  start: (dir) => startContainerd({ dir, cniConfDir: join(dir, 'cni') }),
 };
 
 /** Flush dirty pages (the image build, the previous run) so writeback does not land inside a timed pull, then drop caches. */
@@ -119,11 +84,10 @@ interface RunResult {
 
 async function oneRun(rt: Runtime, small: string, big: string, settle: boolean): Promise<RunResult> {
   const dir = await mkdtemp(join(tmpdir(), `bench-${rt.name}-`));
-  const { child, socket } = await rt.start(dir);
-  const client = new CriClient(socket);
+  const daemon = await rt.start(dir);
+  const { child, client } = daemon;
   const pid = child.pid ?? 0;
   try {
-    await waitForSocket(client, child, rt.name);
     await sleep(2000);
     const idleMiB = await rssMiB(pid, 'VmRSS');
 
@@ -156,10 +120,7 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
     }
     return { idleMiB, versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
   } finally {
-    client.close();
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
+    await daemon.stop();
     // containerd leaves its overlay snapshots unmounted; removing the tree is enough.
     await rm(dir, { recursive: true, force: true });
   }
@@ -173,9 +134,8 @@ function row(label: string, b: number, c: number, unit: string, digits: number, 
 }
 
 async function main(): Promise<void> {
-  await access('/usr/bin/containerd').catch(() => {
-    throw new Error('containerd is not installed: run BERTH_BENCH=1 bash hack/install-deps.sh');
-  });
+  const missing = await containerdMissing();
+  if (missing) throw new Error(missing);
   const registry = await startRegistry();
   const img = await bigImage({ scale: SCALE, seed: 'bench' });
   try {

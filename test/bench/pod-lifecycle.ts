@@ -11,17 +11,17 @@
 // asserts nothing, it measures.
 //
 //   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd]
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CriClient } from '../../src/client/cri-client.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import { busyboxImage, pushImage } from '../helpers/images.ts';
-import { BERTHD } from '../helpers/daemon.ts';
+import { startDaemon } from '../helpers/daemon.ts';
+import { containerdMissing, startContainerd } from '../helpers/containerd.ts';
 
 const { values } = parseArgs({
   options: {
@@ -46,7 +46,15 @@ const WORKLOAD_CMD = ['/bin/sh', '-c', "trap 'exit 0' TERM; /bin/busybox sleep 9
 
 interface Runtime {
   name: string;
-  start(dir: string, env: BenchEnv): Promise<{ child: ChildProcess; socket: string }>;
+  start(dir: string, env: BenchEnv): Promise<Running>;
+}
+
+/** A started runtime: `files` holds its root and state (its processes name it on their command lines). */
+interface Running {
+  child: ChildProcess;
+  client: CriClient;
+  files: string;
+  stop(): Promise<void>;
 }
 
 interface BenchEnv {
@@ -57,58 +65,25 @@ interface BenchEnv {
 
 const berth: Runtime = {
   name: 'berth',
-  async start(dir, env) {
-    const socket = join(dir, 'berth.sock');
+  async start(_dir, env) {
     const config = ['[network]', `cni_conf_dir = "${env.cniDir}"`, 'cni_bin_dirs = ["/usr/lib/cni"]', ''].join('\n');
-    await writeFile(join(dir, 'config.toml'), config);
-    const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    return { child, socket };
+    const d = await startDaemon({ config, logLevel: 'warn', showLogs: true });
+    const stop = async (): Promise<void> => {
+      d.client.close();
+      await d.stop();
+    };
+    // Not dispose(): the state's mounts go first (see bench), then its files are removed.
+    return { child: d.child, client: d.client, files: dirname(d.state), stop };
   },
 };
 
 const containerd: Runtime = {
   name: 'containerd',
   async start(dir, env) {
-    const socket = join(dir, 'containerd.sock');
-    const config = `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${dir}/containerd.sock.ttrpc"
-[debug]
-  address = "${dir}/debug.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_apparmor = true
-  # This VM refuses negative oom_score_adj (containerd gives pause -998): clamp to containerd's own.
-  restrict_oom_score_adj = true
-  sandbox_image = "${env.pauseRef}"
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "/usr/lib/cni"
-  conf_dir = "${env.cniDir}"
-`;
-    await writeFile(join(dir, 'config.toml'), config);
-    const child = spawn('containerd', ['--config', join(dir, 'config.toml'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'ignore'] });
-    return { child, socket };
+    const c = await startContainerd({ dir, sandboxImage: env.pauseRef, cniConfDir: env.cniDir });
+    return { ...c, files: dir };
   },
 };
-
-async function waitForSocket(client: CriClient, child: ChildProcess, name: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-    try {
-      await client.call('runtime', 'Version', {}, { timeoutMs: 1000 });
-      return;
-    } catch {
-      await sleep(50);
-    }
-  }
-  throw new Error(`${name} did not come up`);
-}
 
 const OPS = ['RunPodSandbox', 'CreateContainer', 'StartContainer', 'ContainerStatus', 'StopContainer', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox'] as const;
 type Op = (typeof OPS)[number];
@@ -277,13 +252,12 @@ function classify(p: Proc): 'workload' | 'pause' | 'monitor' | 'other' {
 
 async function bench(rt: Runtime, env: BenchEnv): Promise<Result> {
   const dir = await mkdtemp(join(tmpdir(), `bench-pods-${rt.name}-`));
-  const { child, socket } = await rt.start(dir, env);
-  const client = new CriClient(socket);
+  const daemon = await rt.start(dir, env);
+  const { child, client } = daemon;
   const driver = new Driver(client, join(dir, 'logs'), env);
   const result: Result = { name: rt.name, timings: new Timings(), idleRssMiB: 0, loadedRssMiB: 0, podProcs: [] };
   const live: Pod[] = [];
   try {
-    await waitForSocket(client, child, rt.name);
     for (const ref of [env.pauseRef, env.workloadRef]) await client.call('image', 'PullImage', { image: { image: ref } }, { timeoutMs: 300_000 });
     const pid = child.pid as number;
     // One untimed pod first: both daemons create the bridge and load lazily on their first pod.
@@ -297,7 +271,7 @@ async function bench(rt: Runtime, env: BenchEnv): Promise<Result> {
       live.push(await driver.startPod(`dense-${i}`));
     });
     result.loadedRssMiB = (await memoryKb(pid)).rss / 1024;
-    const added = podProcesses(before, await processes(), dir, pid);
+    const added = podProcesses(before, await processes(), daemon.files, pid);
     const byKind = new Map<string, { count: number; pssKb: number; rssKb: number }>();
     for (const p of added) {
       const kind = classify(p);
@@ -315,16 +289,13 @@ async function bench(rt: Runtime, env: BenchEnv): Promise<Result> {
         console.error(`${rt.name}: tearing down pod ${(live[i] as Pod).podId} failed: ${err.details ?? err.message}`);
       }),
     );
-    client.close();
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-    spawnSync('umount', ['-R', join(dir, 'state')], { stdio: 'ignore' });
+    await daemon.stop();
+    spawnSync('umount', ['-R', join(daemon.files, 'state')], { stdio: 'ignore' });
     // Every pod is gone now: whatever still names this run's network was left behind.
     const rules = spawnSync('iptables-save', ['-t', 'nat']).stdout.toString().split('\n').filter((l) => l.includes(`\\"${NETWORK}\\"`));
     const veths = spawnSync('ip', ['-o', 'link', 'show', 'master', BRIDGE]).stdout.toString().trim();
     result.leftovers = `${rules.length} iptables rules, ${veths ? veths.split('\n').length : 0} veths`;
-    await rm(dir, { recursive: true, force: true }).catch((err: Error) => console.error(`could not remove ${dir}: ${err.message}`));
+    for (const d of new Set([daemon.files, dir])) await rm(d, { recursive: true, force: true }).catch((err: Error) => console.error(`could not remove ${d}: ${err.message}`));
   }
   return result;
 }
@@ -360,9 +331,8 @@ function report(results: Result[]): void {
 }
 
 async function main(): Promise<void> {
-  await access('/usr/bin/containerd').catch(() => {
-    throw new Error('containerd is not installed: run BERTH_BENCH=1 bash hack/install-deps.sh');
-  });
+  const missing = await containerdMissing();
+  if (missing) throw new Error(missing);
   const work = await mkdtemp(join(tmpdir(), 'bench-pods-'));
   const registry = await startRegistry();
   try {

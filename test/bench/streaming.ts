@@ -15,12 +15,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CriClient } from '../../src/client/cri-client.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import { busyboxImage, pushImage } from '../helpers/images.ts';
-import { BERTHD } from '../helpers/daemon.ts';
+import { startDaemon } from '../helpers/daemon.ts';
+import { startContainerd } from '../helpers/containerd.ts';
 import { collect, connectSpdy, spdyCommand, spdyForward } from '../helpers/streaming-client.ts';
 
 interface Daemon {
   child: ChildProcess;
   client: CriClient;
+  /** Ends the daemon (and removes berthd's own temp dirs). */
+  stop(): Promise<void>;
 }
 
 interface Runtime {
@@ -28,59 +31,19 @@ interface Runtime {
   start(dir: string, registryHost: string): Promise<Daemon>;
 }
 
-async function waitUp(client: CriClient, child: ChildProcess, name: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-    try {
-      await client.call('runtime', 'Version', {}, { timeoutMs: 1000 });
-      return;
-    } catch {
-      await sleep(50);
-    }
-  }
-  throw new Error(`${name} did not come up`);
-}
-
 const berth: Runtime = {
   name: 'berth',
   async start(dir) {
-    const socket = join(dir, 'berth.sock');
     // berth's own bridge network on a subnet and bridge name of the benchmark's (see cleanUpNetworks).
-    await writeFile(join(dir, 'config.toml'), `[network]\ncni_conf_dir = "${dir}/cni"\ndefault_subnet = "${BERTH_SUBNET}"\ndefault_bridge = "bsb1"\n`);
-    const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    const client = new CriClient(socket);
-    await waitUp(client, child, 'berthd');
-    return { child, client };
+    const config = `[network]\ncni_conf_dir = "${dir}/cni"\ndefault_subnet = "${BERTH_SUBNET}"\ndefault_bridge = "bsb1"\n`;
+    const d = await startDaemon({ config, logLevel: 'warn', showLogs: true });
+    return { child: d.child, client: d.client, stop: d.dispose };
   },
 };
 
 const containerd: Runtime = {
   name: 'containerd',
   async start(dir, registryHost) {
-    const socket = join(dir, 'containerd.sock');
-    await writeFile(
-      join(dir, 'config.toml'),
-      `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${dir}/containerd.sock.ttrpc"
-[debug]
-  address = "${dir}/debug.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_apparmor = true
-  restrict_oom_score_adj = true
-  sandbox_image = "${registryHost}/pause:bench"
-[plugins."io.containerd.grpc.v1.cri".cni]
-  conf_dir = "${dir}/cni"
-  bin_dir = "/usr/lib/cni"
-`,
-    );
     // A pod network of its own (host networking trips runc's sysfs mount in some sandboxes).
     await mkdir(join(dir, 'cni'), { recursive: true });
     await writeFile(
@@ -94,10 +57,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         ],
       }),
     );
-    const child = spawn('containerd', ['--config', join(dir, 'config.toml'), '--log-level', process.env.CONTAINERD_LOG ?? 'warn'], { stdio: ['ignore', 'ignore', process.env.CONTAINERD_LOG ? 'inherit' : 'ignore'] });
-    const client = new CriClient(socket);
-    await waitUp(client, child, 'containerd');
-    return { child, client };
+    return startContainerd({ dir, sandboxImage: `${registryHost}/pause:bench`, cniConfDir: join(dir, 'cni'), ...(process.env.CONTAINERD_LOG ? { log: process.env.CONTAINERD_LOG } : {}) });
   },
 };
 
@@ -175,14 +135,12 @@ async function setUp(rt: Runtime, registryHost: string, mb: number, seccomp: str
 }
 
 async function tearDown(t: Target): Promise<void> {
-  const { client, child } = t.daemon;
+  const { client } = t.daemon;
   if (t.podId) {
     await client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: t.podId }).catch(() => {});
     await client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: t.podId }).catch(() => {});
   }
-  client.close();
-  child.kill('SIGTERM');
-  await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+  await t.daemon.stop();
   await rm(t.dir, { recursive: true, force: true }).catch(() => {});
 }
 

@@ -20,6 +20,10 @@ export interface DaemonOptions {
   extraArgs?: string[];
   /** Another node binary and berthd script (a bundle from the berth image) instead of bin/berthd.js. */
   entry?: { node: string; script: string };
+  /** `--log-level`; debug unless given (benchmarks ask for warn). */
+  logLevel?: string;
+  /** The daemon's stderr goes to ours instead of to logs() (benchmarks show warnings as they come). */
+  showLogs?: boolean;
 }
 
 export interface TestDaemon {
@@ -46,8 +50,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   await writeFile(configPath, opts.config ?? '');
   const child = spawn(
     opts.entry?.node ?? process.execPath,
-    [opts.entry?.script ?? BERTHD, '--config', configPath, '--root', root, '--state', state, '--socket', socket, '--log-level', 'debug', ...(opts.extraArgs ?? [])],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    [opts.entry?.script ?? BERTHD, '--config', configPath, '--root', root, '--state', state, '--socket', socket, '--log-level', opts.logLevel ?? 'debug', ...(opts.extraArgs ?? [])],
+    { stdio: ['ignore', 'ignore', opts.showLogs ? 'inherit' : 'pipe'] },
   );
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => {

@@ -3,28 +3,21 @@
 // the kubelet's config under a temp host root. Needs root and containerd; skipped otherwise.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CriClient } from '../../src/client/cri-client.ts';
+import { containerdMissing, startContainerd, type TestContainerd } from '../helpers/containerd.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { fakeHost, type FakeHost } from '../helpers/host-root.ts';
 import { busyboxImage, pushImage } from '../helpers/images.ts';
-import { until } from '../helpers/poll.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { BERTH_VERSION } from '../../src/version.ts';
 
-const hasContainerd = await access('/usr/bin/containerd').then(
-  () => true,
-  () => false,
-);
-const SKIP = process.geteuid?.() !== 0 ? 'needs root: containerd runs a pod' : hasContainerd ? undefined : 'needs Debian containerd (/usr/bin/containerd)';
+const SKIP = process.geteuid?.() !== 0 ? 'needs root: containerd runs a pod' : await containerdMissing();
 
 let registry: TestRegistry;
 let daemon: TestDaemon;
 let h: FakeHost;
-let containerd: ChildProcess | undefined;
-let client: CriClient | undefined;
+let containerd: TestContainerd | undefined;
 
 interface Pods {
   items: Array<{ id: string }>;
@@ -40,52 +33,22 @@ before(async () => {
   const socket = join(h.root, 'run/containerd/containerd.sock');
   await mkdir(dir, { recursive: true });
   await mkdir(join(h.root, 'run/containerd'), { recursive: true });
-  await writeFile(
-    join(dir, 'config.toml'),
-    `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${socket}.ttrpc"
-[debug]
-  address = "${dir}/debug.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_apparmor = true
-  restrict_oom_score_adj = true
-  sandbox_image = "${registry.host}/berth-test/pause:v1"
-`,
-  );
-  containerd = spawn('containerd', ['--config', join(dir, 'config.toml'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'ignore'] });
-  client = new CriClient(socket);
-  const c = client;
-  await until('containerd answers CRI Version', () =>
-    c.call('runtime', 'Version', {}, { timeoutMs: 1000 }).then(
-      () => true,
-      () => false,
-    ),
-  60_000);
+  containerd = await startContainerd({ dir, socket, sandboxImage: `${registry.host}/berth-test/pause:v1` });
   // The kubelet of this fake node runs on containerd, as a KubeletConfiguration says.
   await mkdir(join(h.root, 'var/lib/kubelet'), { recursive: true });
   await writeFile(join(h.root, 'var/lib/kubelet/config.yaml'), 'kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/containerd/containerd.sock\n');
 });
 
 after(async () => {
-  if (client) {
+  if (containerd) {
+    const { client } = containerd;
     // Whatever the test left: containerd's shims outlive it by design.
     const left = await client.call<Pods>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] }));
     for (const p of left.items) {
       await client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
       await client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
     }
-    client.close();
-  }
-  if (containerd && containerd.exitCode === null) {
-    const exited = new Promise((resolve) => containerd?.once('exit', resolve));
-    containerd.kill('SIGTERM');
-    await exited;
+    await containerd.stop();
   }
   await h?.dispose();
   await daemon?.dispose();
@@ -93,7 +56,7 @@ after(async () => {
 });
 
 test('switch stops and removes the pods of the runtime the kubelet leaves', { skip: SKIP, timeout: 180_000 }, async () => {
-  const c = client as CriClient;
+  const c = (containerd as TestContainerd).client;
   const config = {
     metadata: { name: 'old-pod', namespace: 'default', uid: 'berth-switch-test', attempt: 0 },
     log_directory: join(h.dir, 'logs'),

@@ -2,7 +2,7 @@
 // networking), driven by berth's own SPDY and WebSocket client as crictl and kubectl would.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { until } from '../helpers/poll.ts';
 import { startPodEnv, runPodWith, type PodEnv } from '../helpers/pods.ts';
 import { collect, connectSpdy, connectWebSocket, spdyCommand, spdyForward, startSpdyCommand, wsCommand } from '../helpers/streaming-client.ts';
 
@@ -25,14 +25,6 @@ after(async () => {
 const skip = !root && 'needs root (runc, CNI)';
 const call = <T>(method: string, req: object): Promise<T> => (env as PodEnv).daemon.client.call<T>('runtime', method, req);
 const execUrl = async (req: object): Promise<string> => (await call<{ url: string }>('Exec', { container_id: ctrId, ...req })).url;
-
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 test('exec without a tty: stdout, stderr and the exit code reach the client', { skip }, async () => {
   const r = await spdyCommand(await execUrl({ cmd: ['sh', '-c', 'echo out; echo err >&2; exit 3'], stdout: true, stderr: true }), {});
@@ -76,15 +68,15 @@ test('exec over WebSocket v5', { skip }, async () => {
 
 test('a client that leaves mid-exec leaves no process in the container', { skip }, async () => {
   const cmd = await startSpdyCommand(await execUrl({ cmd: ['sh', '-c', 'echo started; exec sleep 4242'], stdin: true, stdout: true, stderr: true }), { stdin: true });
-  await until(() => cmd.stdoutSoFar().includes('started'), 'the exec to start');
+  await until('the exec to start', () => cmd.stdoutSoFar().includes('started'));
   cmd.session.destroy();
   await cmd.done.catch(() => {});
   let listing = '';
-  await until(async () => {
+  await until('the abandoned exec process to be gone', async () => {
     const ps = await call<{ stdout: Buffer; exit_code: number }>('ExecSync', { container_id: ctrId, cmd: ['ps'], timeout: 10 });
     listing = ps.stdout.toString();
     return !listing.includes('sleep 4242');
-  }, 'the abandoned exec process to be gone').catch((err: Error) => {
+  }).catch((err: Error) => {
     throw new Error(`${err.message}; ps shows:\n${listing}`);
   });
 });
@@ -95,7 +87,7 @@ test('attach joins the container stdio; detaching leaves it running', { skip }, 
   const { url } = await call<{ url: string }>('Attach', { container_id: echoId, stdin: true, stdout: true, stderr: true });
   const cmd = await startSpdyCommand(url, { stdin: true });
   cmd.stdin?.write('one\n');
-  await until(() => cmd.stdoutSoFar().includes('got one'), 'attach output over SPDY');
+  await until('attach output over SPDY', () => cmd.stdoutSoFar().includes('got one'));
   cmd.session.destroy();
   await cmd.done.catch(() => {});
   const st = await call<{ status: { state: string } }>('ContainerStatus', { container_id: echoId });
@@ -108,7 +100,7 @@ test('attach joins the container stdio; detaching leaves it running', { skip }, 
     if (m[0] === 1) text += m.subarray(1).toString();
   });
   ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('two\n')]));
-  await until(() => text.includes('got two'), 'attach output over WebSocket');
+  await until('attach output over WebSocket', () => text.includes('got two'));
   ws.close();
 });
 
@@ -117,12 +109,12 @@ test('port-forward reaches a port inside the pod; a refused port reports an erro
   const { session } = await connectSpdy(url, ['portforward.k8s.io']);
   try {
     let got = '';
-    await until(async () => {
+    await until('a line from the server in the pod', async () => {
       const { data } = await spdyForward(session, 8080, Date.now());
       got = (await collect(data)).toString();
       data.destroy();
       return got === 'hello-from-pod\n';
-    }, 'a line from the server in the pod');
+    });
     const refused = await spdyForward(session, 8081, 1);
     refused.data.resume();
     assert.match(await refused.errorText, /error forwarding port 8081 to pod .*ECONNREFUSED/);

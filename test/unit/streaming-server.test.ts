@@ -9,6 +9,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { until } from '../helpers/poll.ts';
 import { pino } from 'pino';
 import { StreamingServer, type ExecParams } from '../../src/streaming/server.ts';
 import { HostBackend } from '../helpers/host-backend.ts';
@@ -38,15 +39,6 @@ after(async () => {
 
 const plain: ExecParams = { containerId: 'c1', cmd: [], tty: false, stdin: false, stdout: true, stderr: true };
 const sh = (script: string): string[] => [BUSYBOX, 'sh', '-c', script];
-
-/** Polls until `check` holds, failing after `ms`. */
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 function alive(pid: number): boolean {
   try {
@@ -163,11 +155,11 @@ test('bad requests are refused before a URL is made', () => {
 test('a client that leaves mid-exec: the process is killed, the session is gone', async () => {
   const before = backend.execPids.length;
   const cmd = await startSpdyCommand(server.execUrl({ ...plain, stdin: true, cmd: sh('echo started; cat') }), { stdin: true });
-  await until(() => backend.execPids.length > before, 'the exec process');
+  await until('the exec process', () => backend.execPids.length > before);
   const pid = backend.execPids[backend.execPids.length - 1] as number;
   assert.ok(alive(pid));
   cmd.session.destroy();
-  await until(() => !alive(pid), 'the exec process to be killed');
+  await until('the exec process to be killed', () => !alive(pid));
   await cmd.done.catch(() => {});
 });
 
@@ -199,7 +191,7 @@ test('attach over SPDY and WebSocket joins a running process; detaching leaves i
   try {
     const cmd = await startSpdyCommand(server.attachUrl({ containerId: 'attach-1', tty: false, stdin: true, stdout: true, stderr: true }), { stdin: true });
     cmd.stdin?.write('one\n');
-    await until(() => cmd.stdoutSoFar().includes('got one'), 'attach output over SPDY');
+    await until('attach output over SPDY', () => cmd.stdoutSoFar().includes('got one'));
     cmd.session.destroy();
     await cmd.done.catch(() => {});
     assert.equal(proc.exitCode, null, 'detaching must not stop the container');
@@ -210,7 +202,7 @@ test('attach over SPDY and WebSocket joins a running process; detaching leaves i
       if (m[0] === 1) text += m.subarray(1).toString();
     });
     ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('two\n')]));
-    await until(() => text.includes('got two'), 'attach output over WebSocket');
+    await until('attach output over WebSocket', () => text.includes('got two'));
     ws.close();
     await new Promise<void>((r) => ws.once('close', () => r()));
     assert.equal(proc.exitCode, null, 'detaching must not stop the container');
@@ -284,10 +276,10 @@ test('stop() cuts live sessions and their processes', async () => {
   const own = await StreamingServer.start({ address: '127.0.0.1', port: 0, idleTimeoutMs: 0 }, backend, log);
   const before = backend.execPids.length;
   const cmd = await startSpdyCommand(own.execUrl({ ...plain, stdin: true, cmd: ['cat'] }), { stdin: true });
-  await until(() => backend.execPids.length > before, 'the exec process');
+  await until('the exec process', () => backend.execPids.length > before);
   const pid = backend.execPids[backend.execPids.length - 1] as number;
   await own.stop();
-  await until(() => !alive(pid), 'the exec process to be killed');
+  await until('the exec process to be killed', () => !alive(pid));
   await cmd.done.catch(() => {});
 });
 
@@ -295,7 +287,7 @@ test('idle sessions are closed after the idle timeout', async () => {
   const own = await StreamingServer.start({ address: '127.0.0.1', port: 0, idleTimeoutMs: 200 }, backend, log);
   try {
     const cmd = await startSpdyCommand(own.execUrl({ ...plain, stdin: true, cmd: ['cat'] }), { stdin: true });
-    await until(() => cmd.session.isClosed, 'the idle session to close');
+    await until('the idle session to close', () => cmd.session.isClosed);
     await cmd.done.catch(() => {});
   } finally {
     await own.stop();
@@ -329,7 +321,7 @@ test('a hundred sessions, finished or abandoned, leave no file descriptor or pro
       // Abandoned mid-stream.
       const before = backend.execPids.length;
       const cmd = await startSpdyCommand(server.execUrl({ ...plain, stdin: true, cmd: ['cat'] }), { stdin: true });
-      await until(() => backend.execPids.length > before, 'the exec process');
+      await until('the exec process', () => backend.execPids.length > before);
       cmd.session.destroy();
       await cmd.done.catch(() => {});
     } else if (i % 4 === 2) {
@@ -343,6 +335,6 @@ test('a hundred sessions, finished or abandoned, leave no file descriptor or pro
   const baseline = await fds();
   const firstPid = backend.execPids.length;
   for (let i = 0; i < 100; i++) await one(i);
-  await until(async () => (await fds()) <= baseline, `fds back to ${baseline}`);
-  await until(() => backend.execPids.slice(firstPid).every((pid) => !alive(pid)), 'every exec process to be gone');
+  await until(`fds back to ${baseline}`, async () => (await fds()) <= baseline);
+  await until('every exec process to be gone', () => backend.execPids.slice(firstPid).every((pid) => !alive(pid)));
 });

@@ -2,7 +2,7 @@
 // reports the new state, for `berth pause` and for killing a container's processes without races.
 import { readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { BerthError, notFound, unavailable } from '../util/errors.ts';
+import { BerthError, errnoCode, notFound, unavailable } from '../util/errors.ts';
 import { cgroupDir } from './path.ts';
 import type { CgroupOptions } from './stats.ts';
 import { cgroupVersion } from './version.ts';
@@ -45,7 +45,7 @@ async function setFrozen(cgroupsPath: string, frozen: boolean, opts: FreezeOptio
       if (settled(await readFile(stateFile, 'utf8'))) return;
     } catch (err) {
       if (err instanceof BerthError) throw err;
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`${what} cgroup ${cgroupsPath}: it does not exist (${control})`);
+      if (errnoCode(err) === 'ENOENT') throw notFound(`${what} cgroup ${cgroupsPath}: it does not exist (${control})`);
       throw unavailable(`${what} cgroup ${cgroupsPath} failed: ${(err as Error).message}`, err);
     }
     if (Date.now() >= deadline) {

@@ -3,7 +3,7 @@
 import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { unavailable } from '../util/errors.ts';
+import { errnoCode, unavailable, unlessMissing } from '../util/errors.ts';
 import { cgroupRelativePath } from './path.ts';
 import type { FreezeOptions } from './freezer.ts';
 import { cgroupVersion } from './version.ts';
@@ -30,13 +30,8 @@ async function v1Hierarchies(root: string): Promise<string[]> {
 }
 
 async function removeTree(dir: string, deadline: number, cgroupsPath: string, signal?: AbortSignal): Promise<void> {
-  let children;
-  try {
-    children = await readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
+  const children = await unlessMissing(readdir(dir, { withFileTypes: true }));
+  if (!children) return;
   for (const c of children) if (c.isDirectory()) await removeTree(join(dir, c.name), deadline, cgroupsPath, signal);
   let pause = 1;
   for (;;) {
@@ -44,7 +39,7 @@ async function removeTree(dir: string, deadline: number, cgroupsPath: string, si
       await rmdir(dir);
       return;
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
+      const code = errnoCode(err);
       if (code === 'ENOENT') return;
       if (code !== 'EBUSY' || Date.now() >= deadline) {
         throw unavailable(`removing cgroup ${cgroupsPath} (${dir}) failed: ${(err as Error).message}; processes may still be in it (see ${dir}/cgroup.procs)`, err);

@@ -1,7 +1,7 @@
 // Usage figures of one cgroup (CPU, memory, processes) read from cgroup v1 or v2 files, computed the
 // way the kubelet expects them (working set = usage minus inactive file pages).
 import { readFile } from 'node:fs/promises';
-import { notFound } from '../util/errors.ts';
+import { errnoCode, notFound } from '../util/errors.ts';
 import { cgroupDir } from './path.ts';
 import { cgroupVersion } from './version.ts';
 
@@ -118,7 +118,7 @@ async function readOptional(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = errnoCode(err);
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENODEV') return undefined;
     throw err;
   }

@@ -9,6 +9,7 @@ import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
 import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
 import type { ImageServiceConfig } from '../image/service.ts';
 import { parseSubnets } from '../network/default-network.ts';
+import { errnoCode } from '../util/errors.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export type CgroupDriverName = 'cgroupfs' | 'systemd';
@@ -337,7 +338,7 @@ export async function loadConfig(path: string | undefined): Promise<{ config: Be
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    if (path === undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') return { config: defaultConfig(), source: null };
+    if (path === undefined && errnoCode(err) === 'ENOENT') return { config: defaultConfig(), source: null };
     throw new ConfigError(`cannot read config ${file}: ${(err as Error).message}`);
   }
   try {

@@ -1,7 +1,7 @@
 // The single place where service failures become gRPC statuses. Handlers throw; the server wrapper
 // calls toStatus() so every RPC answers with the right code and a message that says what was wrong.
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { BerthError, type ErrorKind } from '../util/errors.ts';
+import { BerthError, errnoCode, type ErrorKind } from '../util/errors.ts';
 
 const CODES: Record<ErrorKind, Status> = {
   'invalid-argument': Status.INVALID_ARGUMENT,
@@ -21,6 +21,6 @@ const CODES: Record<ErrorKind, Status> = {
 export function toStatus(err: unknown): Partial<ServiceError> & { code: Status; details: string } {
   if (err instanceof BerthError) return { code: CODES[err.kind], details: err.message };
   const message = err instanceof Error ? err.message : String(err);
-  const code = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? Status.RESOURCE_EXHAUSTED : Status.UNKNOWN;
+  const code = errnoCode(err) === 'ENOSPC' ? Status.RESOURCE_EXHAUSTED : Status.UNKNOWN;
   return { code, details: message };
 }

@@ -10,6 +10,7 @@
 // refusal can name it.
 import { createConnection, createServer, type Server } from 'node:net';
 import { stat } from 'node:fs/promises';
+import { errnoCode } from '../util/errors.ts';
 
 export class RootLockedError extends Error {}
 
@@ -35,7 +36,7 @@ export async function lockRoot(root: string): Promise<RootLock> {
       });
     });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    if (errnoCode(err) !== 'EADDRINUSE') throw err;
     const pid = await holderPid(name);
     throw new RootLockedError(
       `another berthd${pid === undefined ? '' : ` (pid ${pid})`} is already using root ${root}; stop it or start this one with a different --root`,

@@ -5,6 +5,7 @@ import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { digestHex, sha256 } from '../util/digest.ts';
+import { unlessMissing } from '../util/errors.ts';
 import { onHost } from './host.ts';
 import type { FileEdit } from './kubelet-config.ts';
 
@@ -44,14 +45,8 @@ function parseBackup(text: string, where: string): Backup {
 
 export async function readBackup(stateDir: string): Promise<Backup | undefined> {
   const path = join(backupDir(stateDir), MANIFEST);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  return parseBackup(text, path);
+  const text = await unlessMissing(readFile(path, 'utf8'));
+  return text === undefined ? undefined : parseBackup(text, path);
 }
 
 /** Saves the originals of files about to change that are not saved yet; the record is written last. */

@@ -6,7 +6,7 @@
 // everything else in each file stays byte for byte.
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { failedPrecondition } from '../util/errors.ts';
+import { errnoCode, failedPrecondition } from '../util/errors.ts';
 import { KUBELET_UNIT, onHost } from './host.ts';
 
 /** kubelet 1.27+ uses containerd's socket when nothing names one. */
@@ -96,7 +96,7 @@ async function readIf(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+    if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(err) ?? '')) return undefined;
     throw err;
   }
 }

@@ -5,7 +5,7 @@ import { cp, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlin
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
-import { invalidArgument } from '../util/errors.ts';
+import { invalidArgument, unlessMissing } from '../util/errors.ts';
 
 const CURRENT = 'current';
 const PREVIOUS = '.previous';
@@ -17,16 +17,6 @@ export function checkVersion(version: string): string {
   return version;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(
-    () => true,
-    (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return false;
-      throw err;
-    },
-  );
-}
-
 /** Copies `source`'s bin/node and lib/ to `opt/<version>/`, unless that version is already there. */
 export async function installRelease(opt: string, version: string, source: string): Promise<'copied' | 'present'> {
   await mkdir(opt, { recursive: true, mode: 0o755 });
@@ -35,7 +25,7 @@ export async function installRelease(opt: string, version: string, source: strin
     if (name.startsWith('.tmp-') || name.startsWith('.grave-')) await rm(join(opt, name), { recursive: true, force: true });
   }
   const dir = join(opt, version);
-  if (await exists(dir)) return 'present';
+  if (await unlessMissing(lstat(dir))) return 'present';
   const tmp = join(opt, `.tmp-${version}-${randomBytes(4).toString('hex')}`);
   try {
     await mkdir(join(tmp, 'bin'), { recursive: true });
@@ -52,12 +42,7 @@ export async function installRelease(opt: string, version: string, source: strin
 
 /** The version `current` points at, if any. */
 export async function currentVersion(opt: string): Promise<string | undefined> {
-  try {
-    return await readlink(join(opt, CURRENT));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  return unlessMissing(readlink(join(opt, CURRENT)));
 }
 
 /** Points `current` at `version` in one rename, so berthd's unit never sees it missing. */
@@ -75,13 +60,8 @@ export async function flipCurrent(opt: string, version: string): Promise<void> {
 
 /** The version to roll back to while an upgrade is unproven; written before `current` moves. */
 export async function readPrevious(opt: string): Promise<string | undefined> {
-  try {
-    const v = (await readFile(join(opt, PREVIOUS), 'utf8')).trim();
-    return v === '' ? undefined : checkVersion(v);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const v = (await unlessMissing(readFile(join(opt, PREVIOUS), 'utf8')))?.trim();
+  return v ? checkVersion(v) : undefined;
 }
 
 export async function writePrevious(opt: string, version: string | undefined): Promise<void> {

@@ -3,6 +3,7 @@
 import { access, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.ts';
+import { unlessMissing } from '../util/errors.ts';
 
 /**
  * KillMode=process: a restart stops berthd alone, never the conmon monitors it started, so
@@ -47,12 +48,7 @@ export async function writeUnit(path: string): Promise<'written' | 'unchanged'> 
 /** Writes the config only where the node has none: an operator's edits always win. */
 export async function writeConfigIfAbsent(path: string, template: string): Promise<'written' | 'kept'> {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  try {
-    await access(path);
-    return 'kept';
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  if (await unlessMissing(access(path).then(() => true))) return 'kept';
   await writeFileAtomic(path, template);
   return 'written';
 }

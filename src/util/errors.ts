@@ -34,6 +34,22 @@ export const failedPrecondition = (msg: string): BerthError => new BerthError('f
 export const resourceExhausted = (msg: string, cause?: unknown): BerthError =>
   new BerthError('resource-exhausted', msg, { cause });
 
+/** The errno code (`ENOENT`, `EBUSY`, …) of a failed system call; undefined for any other error. */
+export function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** What `op` gives, or undefined when it failed because its path does not exist (ENOENT). */
+export async function unlessMissing<T>(op: Promise<T>): Promise<T | undefined> {
+  try {
+    return await op;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 /** Text of any thrown value, for log lines and error messages. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -4,7 +4,7 @@
 import { constants as fsc } from 'node:fs';
 import { lstat, open, readlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BerthError } from './errors.ts';
+import { BerthError, errnoCode } from './errors.ts';
 
 /** Linux's own limit on symlinks followed in one lookup. */
 const MAX_LINKS = 40;
@@ -36,7 +36,7 @@ export async function resolveInRoot(root: string, path: string): Promise<string>
     try {
       isLink = (await lstat(here)).isSymbolicLink();
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
+      const code = errnoCode(err);
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       missing = true;
     }
@@ -65,7 +65,7 @@ export async function readFileInRoot(root: string, path: string, maxBytes = 4 <<
   try {
     handle = await open(hostPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = errnoCode(err);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw err;
   }

@@ -148,21 +148,6 @@ export function refString(ref: ImageRef): string {
   return s;
 }
 
-/** The short form Docker prints: `busybox:latest`, `user/app:v1`; other registries keep their domain. */
-export function familiarString(ref: ImageRef): string {
-  let name = formatName(ref);
-  const first = ref.path.split('/')[0] ?? '';
-  // Keep the domain when the path's first component would read as one (`docker.io/a.b/c`).
-  if (ref.domain === DOCKER_DOMAIN && !/[.:]/.test(first) && first !== 'localhost') {
-    name = ref.path.startsWith(OFFICIAL_PREFIX) && ref.path.indexOf('/', OFFICIAL_PREFIX.length) < 0
-      ? ref.path.slice(OFFICIAL_PREFIX.length)
-      : ref.path;
-  }
-  if (ref.tag !== undefined) name += `:${ref.tag}`;
-  if (ref.digest !== undefined) name += `@${ref.digest}`;
-  return name;
-}
-
 /** What to ask the registry for: the digest when pinned (content cannot change), else the tag. */
 export function manifestReference(ref: ImageRef): string {
   return ref.digest ?? ref.tag ?? DEFAULT_TAG;

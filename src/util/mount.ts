@@ -1,5 +1,5 @@
-// mount(8) and umount(8) for the runtime's own mounts (overlay rootfs, pod /dev/shm, bind mounts of
-// volumes), and a reader of /proc/self/mountinfo to find what is mounted under a directory.
+// mount(8) and umount(8) for the runtime's own mounts (overlay rootfs, pod /dev/shm), and a reader
+// of /proc/self/mountinfo to find what is mounted under a directory.
 // Node has no mount syscall; one short-lived tool per mount costs ~2 ms, which the pod start budget
 // affords (see docs/architecture.md).
 import { readFile } from 'node:fs/promises';
@@ -10,13 +10,6 @@ const MOUNT_TIMEOUT_MS = 10_000;
 export async function mount(type: string, source: string, target: string, options: string[], signal?: AbortSignal): Promise<void> {
   const args = ['-t', type, ...(options.length > 0 ? ['-o', options.join(',')] : []), source, target];
   await runCommand('mount', args, { step: `mount ${type} at ${target}`, timeoutMs: MOUNT_TIMEOUT_MS, signal });
-}
-
-export async function bindMount(source: string, target: string, opts: { readonly?: boolean; signal?: AbortSignal } = {}): Promise<void> {
-  await runCommand('mount', ['--bind', source, target], { step: `bind-mount ${source} at ${target}`, timeoutMs: MOUNT_TIMEOUT_MS, signal: opts.signal });
-  if (opts.readonly) {
-    await runCommand('mount', ['-o', 'remount,bind,ro', target], { step: `make ${target} read-only`, timeoutMs: MOUNT_TIMEOUT_MS, signal: opts.signal });
-  }
 }
 
 /** Unmounts `target` if something is mounted there; a path that is not a mount point is fine. */

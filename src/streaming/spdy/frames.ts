@@ -97,7 +97,6 @@ function streamAndBlock(type: number, streamId: number, block: Buffer, fin: bool
 }
 
 export const encodeSynReply = (streamId: number, block: Buffer, fin = false): Buffer => streamAndBlock(FrameType.SYN_REPLY, streamId, block, fin);
-export const encodeHeaders = (streamId: number, block: Buffer, fin = false): Buffer => streamAndBlock(FrameType.HEADERS, streamId, block, fin);
 
 function twoWords(type: number, a: number, b: number): Buffer {
   const f = controlHeader(type, 0, 8);

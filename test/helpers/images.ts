@@ -13,6 +13,7 @@ import { PassThrough, Readable, Transform, Writable, type TransformCallback } fr
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createGzip, createZstdCompress } from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
+import { sha256 } from '../../src/util/digest.ts';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 export type ImageFormat = 'docker' | 'oci';
@@ -177,10 +178,8 @@ const FIXED_MTIME = new Date('2024-01-01T00:00:00Z');
 const FIXED_CREATED = '2024-01-01T00:00:00Z';
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** `sha256:<hex>` of the bytes (a string is taken as UTF-8). */
-export function sha256(data: Buffer | string): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
+// Digests as berth writes them; tests that import sha256 from here get the same function.
+export { sha256 };
 
 // ---------------------------------------------------------------------------------------------
 // Layers

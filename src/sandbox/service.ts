@@ -10,6 +10,7 @@ import type { PodSandboxConfig__Output } from '../cri/gen/runtime/v1/PodSandboxC
 import { RecordDir } from '../store/record-dir.ts';
 import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound, throwMostTelling } from '../util/errors.ts';
 import { KeyedMutex } from '../util/keyed-mutex.ts';
+import { StepClock } from '../util/step-clock.ts';
 import { mount, mountsUnder, unmount } from '../util/mount.ts';
 import { writePodFiles } from './files.ts';
 import { isAlive, pinNamespaces, startPidHolder, stopPidHolder, unpinNamespaces } from './namespaces.ts';
@@ -89,6 +90,12 @@ export class SandboxService {
       await this.net.tearDown({ sandboxId: name, netnsPath: join(this.config.state, 'netns', name) }).catch(() => undefined);
       await removeNetns(join(this.config.state, 'netns', name));
     }
+    // A network attachment whose netns is gone too (a failed RunPodSandbox whose DEL failed, or a
+    // reboot): DEL without a netns still frees the IP and the host rules plugins find by ID.
+    for (const id of await this.net.attachments()) {
+      if (known(id)) continue;
+      await this.net.tearDown({ sandboxId: id, netnsPath: '' }).catch((err: unknown) => this.log.warn({ sandbox: id, err: errorMessage(err) }, 'CNI DEL of a pod berth has no record of failed; retried at the next start'));
+    }
   }
 
   get(idOrPrefix: string): SandboxRecord {
@@ -145,42 +152,52 @@ export class SandboxService {
         dir,
         cgroupParent: config.linux?.cgroup_parent ?? '',
       };
-      // Claim the name before the first await so a concurrent run with the same name fails.
-      await this.records.put(rec);
+      const clock = new StepClock();
+      // Claim the name before the first await so a concurrent run with the same name fails. The
+      // write (fsynced) goes on while the pod directory, namespaces and network are made: what they
+      // leave if berthd dies first is found by the startup sweep (pod and netns directories, CNI
+      // records without a sandbox record); only the PID holder, a process nobody could find, waits
+      // for the record.
+      const claimed = clock.time('record', this.records.put(rec));
+      claimed.catch(() => undefined);
       try {
         await mkdir(dir, { recursive: true, mode: 0o711 });
         if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
-        await writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config });
+        await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
         // The namespaces, /dev/shm, the PID holder and the network do not depend on each other:
         // set them up side by side (CNI ADD is the long pole). Each records what it made in `rec`
         // as soon as it exists, so a rollback releases exactly that.
         const steps = await Promise.allSettled([
           (async () => {
-            Object.assign(rec, await pinNamespaces(dir, { ipc: !hostIpc, uts: !hostNetwork }, signal));
+            Object.assign(rec, await clock.time('pins', pinNamespaces(dir, { ipc: !hostIpc, uts: !hostNetwork }, signal)));
             if (!hostIpc) {
               await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-              await mount('tmpfs', 'shm', join(dir, 'shm'), ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'], signal);
+              await clock.time('shm', mount('tmpfs', 'shm', join(dir, 'shm'), ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'], signal));
             }
           })(),
           (async () => {
-            if ((nsOpts?.pid ?? 'POD') === 'POD') rec.pidHolder = await startPidHolder(this.config.runtime.infraPath, signal);
+            if ((nsOpts?.pid ?? 'POD') !== 'POD') return;
+            await claimed;
+            rec.pidHolder = await clock.time('pid-holder', startPidHolder(this.config.runtime.infraPath, signal));
           })(),
           (async () => {
             if (hostNetwork) return;
             // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
             rec.netnsPath = join(this.config.state, 'netns', id);
-            await createNetns(rec.netnsPath, signal);
-            rec.ips = (await this.net.setUp(this.networkRequest(rec), signal)).ips;
+            await clock.time('netns', createNetns(rec.netnsPath, signal));
+            rec.ips = (await clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal))).ips;
           })(),
         ]);
         throwMostTelling(steps);
+        await claimed;
         rec.state = 'ready';
-        await this.records.put(rec);
+        await clock.time('record-ready', this.records.put(rec));
+        this.log.debug({ sandbox: id, ms: clock.marks }, 'RunPodSandbox steps');
         this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
         return rec;
       } catch (err) {
         this.log.warn({ sandbox: id, err: errorMessage(err) }, 'pod sandbox failed to start; rolling back');
-        await this.release(rec).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
+        await this.release(rec, undefined, { force: true }).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
         await rm(dir, { recursive: true, force: true });
         await this.records.remove(id);
         throw err;
@@ -207,27 +224,37 @@ export class SandboxService {
     };
   }
 
-  /** Frees what a sandbox holds on the host: network, namespaces, /dev/shm, PID holder. Idempotent. */
-  private async release(sb: SandboxRecord, signal?: AbortSignal): Promise<void> {
+  /**
+   * Frees what a sandbox holds on the host: network, namespaces, /dev/shm, PID holder. Idempotent.
+   * CNI DEL runs before the netns goes (bridge finds its per-pod masquerade rules through the pod's
+   * interface), and when DEL fails the netns stays pinned so the next StopPodSandbox or
+   * RemovePodSandbox retries DEL through it. `force` (rolling back a failed RunPodSandbox, whose ID
+   * nobody will retry with) removes the netns anyway; the CNI record stays for the startup sweep.
+   */
+  private async release(sb: SandboxRecord, signal?: AbortSignal, opts: { force?: boolean } = {}): Promise<void> {
     const errors: unknown[] = [];
-    const step = async (fn: () => Promise<void>): Promise<void> => {
+    const clock = new StepClock();
+    const step = async (fn: () => Promise<void>, name: string): Promise<void> => {
       try {
         await fn();
       } catch (err) {
         errors.push(err);
       }
+      clock.mark(name);
     };
     if (sb.netnsPath) {
       const netnsPath = sb.netnsPath;
-      await step(() => this.net.tearDown(this.networkRequest(sb), signal));
-      await step(() => removeNetns(netnsPath));
+      const failedBefore = errors.length;
+      await step(() => this.net.tearDown(this.networkRequest(sb), signal), 'cni-del');
+      if (errors.length === failedBefore || opts.force) await step(() => removeNetns(netnsPath), 'netns');
     }
     if (sb.pidHolder) {
       const holder = sb.pidHolder;
-      await step(() => stopPidHolder(holder));
+      await step(() => stopPidHolder(holder), 'pid-holder');
     }
-    await step(() => unpinNamespaces([sb.ipcPath, sb.utsPath], signal));
-    await step(() => unmount(join(sb.dir, 'shm'), signal));
+    await step(() => unpinNamespaces([sb.ipcPath, sb.utsPath], signal), 'pins');
+    await step(() => unmount(join(sb.dir, 'shm'), signal), 'shm');
+    this.log.debug({ sandbox: sb.id, ms: clock.marks }, 'sandbox release steps');
     if (errors.length > 0) throw errors[0];
   }
 
@@ -238,8 +265,10 @@ export class SandboxService {
       await this.containers?.stopAllIn(found.id, 0, signal);
       const sb = this.records.get(found.id);
       if (!sb) return;
-      await this.release(sb, signal);
+      // Not ready from here on, even if the release below fails: no new containers in a pod half
+      // torn down. A failed release is retried by the next stop or remove.
       if (sb.state !== 'notready') await this.records.put({ ...sb, state: 'notready' });
+      await this.release(sb, signal);
       this.log.info({ sandbox: sb.id }, 'pod sandbox stopped');
     });
   }

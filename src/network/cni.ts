@@ -127,9 +127,10 @@ export class PodNetwork {
 
   /**
    * Runs CNI ADD for the pod. Returns its IPs, primary (IPv4) first. On failure the chain's DEL
-   * undoes whatever the plugins made and the error names the plugin that failed.
+   * undoes whatever the plugins made and the error names the plugin that failed. `netnsReady` is
+   * the caller still making the netns: the record is written meanwhile, the plugins wait for it.
    */
-  async setUp(req: PodNetworkRequest, signal?: AbortSignal): Promise<{ ips: string[] }> {
+  async setUp(req: PodNetworkRequest, signal?: AbortSignal, netnsReady: Promise<unknown> = Promise.resolve()): Promise<{ ips: string[] }> {
     checkRequest(req);
     return this.#serial(req.sandboxId, async () => {
       const clock = new StepClock();
@@ -153,7 +154,12 @@ export class PodNetwork {
         capabilityArgs: capabilityArgs(req),
       };
       // Recorded before any plugin runs: a crash from here on still leaves enough for DEL.
-      await clock.time('cache', this.#cache.put(record));
+      const [put, netns] = await Promise.allSettled([clock.time('cache', this.#cache.put(record)), netnsReady]);
+      if (netns.status === 'rejected') {
+        if (put.status === 'fulfilled') await this.#cache.remove(req.sandboxId);
+        throw netns.reason;
+      }
+      if (put.status === 'rejected') throw put.reason;
       let prevResult: unknown;
       for (const [index, plugin] of record.network.plugins.entries()) {
         try {

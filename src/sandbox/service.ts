@@ -184,14 +184,19 @@ export class SandboxService {
             if (hostNetwork) return;
             // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
             rec.netnsPath = join(this.config.state, 'netns', id);
-            await clock.time('netns', createNetns(rec.netnsPath, signal));
-            rec.ips = (await clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal))).ips;
+            // The CNI record is written while the netns is made; the plugins wait for both.
+            const netns = clock.time('netns', createNetns(rec.netnsPath, signal));
+            const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
+            throwMostTelling([made, added]);
+            if (added.status === 'fulfilled') rec.ips = added.value.ips;
           })(),
         ]);
         throwMostTelling(steps);
         await claimed;
         rec.state = 'ready';
-        await clock.time('record-ready', this.records.put(rec));
+        // Not fsynced: a power cut takes the pod's namespaces with it, and startup marks such a
+        // pod not ready, which is what the durable version written above already says.
+        await clock.time('record-ready', this.records.put(rec, { durable: false }));
         this.log.debug({ sandbox: id, ms: clock.marks }, 'RunPodSandbox steps');
         this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
         return rec;

@@ -11,9 +11,9 @@ import { RecordDir } from '../store/record-dir.ts';
 import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound, throwMostTelling } from '../util/errors.ts';
 import { KeyedMutex } from '../util/keyed-mutex.ts';
 import { StepClock } from '../util/step-clock.ts';
-import { mount, mountsUnder, unmount } from '../util/mount.ts';
+import { mountsUnder, unmount } from '../util/mount.ts';
 import { writePodFiles } from './files.ts';
-import { isAlive, pinNamespaces, startPidHolder, stopPidHolder, unpinNamespaces } from './namespaces.ts';
+import { isAlive, pinNamespaces, pinPaths, startPidHolder, stopPidHolder, unpinNamespaces } from './namespaces.ts';
 import { isSandboxRecord, type Owner, type SandboxRecord } from './record.ts';
 import type { PodNetwork, PodNetworkRequest } from '../network/cni.ts';
 import { createNetns, removeNetns } from '../network/netns.ts';
@@ -169,11 +169,12 @@ export class SandboxService {
         // as soon as it exists, so a rollback releases exactly that.
         const steps = await Promise.allSettled([
           (async () => {
-            Object.assign(rec, await clock.time('pins', pinNamespaces(dir, { ipc: !hostIpc, uts: !hostNetwork }, signal)));
-            if (!hostIpc) {
-              await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-              await clock.time('shm', mount('tmpfs', 'shm', join(dir, 'shm'), ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'], signal));
-            }
+            // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
+            Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
+            const shm = join(dir, 'shm');
+            if (!hostIpc) await mkdir(shm, { mode: 0o1777 });
+            const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
+            await clock.time('pins+shm', pinNamespaces(rec, signal, hostIpc ? undefined : mountShm));
           })(),
           (async () => {
             if ((nsOpts?.pid ?? 'POD') !== 'POD') return;

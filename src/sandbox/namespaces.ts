@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '../util/run-command.ts';
 import { BerthError } from '../util/errors.ts';
-import { unmount } from '../util/mount.ts';
 
 /** Where a pod's IPC and UTS namespaces are pinned: `<dir>/ipc` and `<dir>/uts`, when not the host's. */
 export function pinPaths(dir: string, which: { ipc: boolean; uts: boolean }): { ipcPath?: string; utsPath?: string } {
@@ -31,10 +30,6 @@ export async function pinNamespaces(pins: { ipcPath?: string; utsPath?: string }
   if (args.length === 0 && !then) return;
   const step = then ? `pin the pod namespaces and run ${then.join(' ')} (unshare)` : 'pin the pod namespaces (unshare)';
   await runCommand('unshare', [...args, ...(then ?? ['true'])], { step, timeoutMs: 10_000, signal });
-}
-
-export async function unpinNamespaces(paths: Array<string | undefined>, signal?: AbortSignal): Promise<void> {
-  for (const p of paths) if (p) await unmount(p, signal);
 }
 
 /** Field 22 of /proc/<pid>/stat: tells a live process from a later one that reused its PID. */

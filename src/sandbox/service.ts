@@ -13,7 +13,7 @@ import { KeyedMutex } from '../util/keyed-mutex.ts';
 import { StepClock } from '../util/step-clock.ts';
 import { mountsUnder, unmount } from '../util/mount.ts';
 import { writePodFiles } from './files.ts';
-import { isAlive, pinNamespaces, pinPaths, startPidHolder, stopPidHolder, unpinNamespaces } from './namespaces.ts';
+import { isAlive, pinNamespaces, pinPaths, startPidHolder, stopPidHolder } from './namespaces.ts';
 import { isSandboxRecord, type Owner, type SandboxRecord } from './record.ts';
 import type { PodNetwork, PodNetworkRequest } from '../network/cni.ts';
 import { createNetns, removeNetns } from '../network/netns.ts';
@@ -258,8 +258,7 @@ export class SandboxService {
       const holder = sb.pidHolder;
       await step(() => stopPidHolder(holder), 'pid-holder');
     }
-    await step(() => unpinNamespaces([sb.ipcPath, sb.utsPath], signal), 'pins');
-    await step(() => unmount(join(sb.dir, 'shm'), signal), 'shm');
+    await step(() => unmount([sb.ipcPath, sb.utsPath, join(sb.dir, 'shm')], signal), 'pins+shm');
     this.log.debug({ sandbox: sb.id, ms: clock.marks }, 'sandbox release steps');
     if (errors.length > 0) throw errors[0];
   }

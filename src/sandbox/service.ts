@@ -12,7 +12,7 @@ import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFo
 import { KeyedMutex } from '../util/keyed-mutex.ts';
 import { StepClock } from '../util/step-clock.ts';
 import { mountsUnder, unmount } from '../util/mount.ts';
-import { writePodFiles } from './files.ts';
+import { checkDns, writePodFiles } from './files.ts';
 import { isAlive, pinNamespaces, pinPaths, startPidHolder, stopPidHolder } from './namespaces.ts';
 import { isSandboxRecord, type Owner, type SandboxRecord } from './record.ts';
 import type { PodNetwork, PodNetworkRequest } from '../network/cni.ts';
@@ -130,6 +130,7 @@ export class SandboxService {
         throw invalidArgument(`sysctl ${name} would change the host: the pod shares the host's ${ns} namespace`);
       }
     }
+    checkDns(config.dns_config);
     const key = `${md.name}_${md.namespace}_${md.uid}_${md.attempt}`;
     const holder = this.records.all().find((s) => s.key === key);
     if (holder) throw alreadyExists(`pod sandbox name ${key} is already used by sandbox ${holder.id}; remove it first`);
@@ -161,14 +162,25 @@ export class SandboxService {
       const claimed = clock.time('record', this.records.put(rec));
       claimed.catch(() => undefined);
       try {
-        await mkdir(dir, { recursive: true, mode: 0o711 });
-        if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
-        await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
-        // The namespaces, /dev/shm, the PID holder and the network do not depend on each other:
-        // set them up side by side (CNI ADD is the long pole). Each records what it made in `rec`
-        // as soon as it exists, so a rollback releases exactly that.
+        // The network (the long pole: netns, then CNI ADD), the pod's directory with its files,
+        // namespaces and /dev/shm, and the PID holder do not depend on each other: set them up
+        // side by side, the network first so its process chain starts first. Each records what it
+        // made in `rec` as soon as it exists, so a rollback releases exactly that.
         const steps = await Promise.allSettled([
           (async () => {
+            if (hostNetwork) return;
+            // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
+            rec.netnsPath = join(this.config.state, 'netns', id);
+            // The CNI record is written while the netns is made; the plugins wait for both.
+            const netns = clock.time('netns', createNetns(rec.netnsPath, signal));
+            const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
+            throwMostTelling([made, added]);
+            if (added.status === 'fulfilled') rec.ips = added.value.ips;
+          })(),
+          (async () => {
+            await mkdir(dir, { recursive: true, mode: 0o711 });
+            if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
+            await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
             // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
             Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
             const shm = join(dir, 'shm');
@@ -180,16 +192,6 @@ export class SandboxService {
             if ((nsOpts?.pid ?? 'POD') !== 'POD') return;
             await claimed;
             rec.pidHolder = await clock.time('pid-holder', startPidHolder(this.config.runtime.infraPath, signal));
-          })(),
-          (async () => {
-            if (hostNetwork) return;
-            // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
-            rec.netnsPath = join(this.config.state, 'netns', id);
-            // The CNI record is written while the netns is made; the plugins wait for both.
-            const netns = clock.time('netns', createNetns(rec.netnsPath, signal));
-            const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
-            throwMostTelling([made, added]);
-            if (added.status === 'fulfilled') rec.ips = added.value.ips;
           })(),
         ]);
         throwMostTelling(steps);

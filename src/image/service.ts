@@ -14,7 +14,7 @@ import { ImageRecords, type ImageRecord } from './records.ts';
 import { Puller } from './pull.ts';
 import { parsePlatform } from './registry/platform.ts';
 import { parseConfig } from './manifest.ts';
-import { collectGarbage } from './gc.ts';
+import { addImage, addLease, collectGarbage, noCandidates, sweep, type SweepCandidates } from './gc.ts';
 import { LeaseStore } from './leases.ts';
 import type { ImageConfig } from './manifest.ts';
 import { invalidArgument, notFound } from '../util/errors.ts';
@@ -79,6 +79,8 @@ export class ImageService {
   private activePulls = 0;
   private gcRunning: Promise<void> | undefined;
   private gcWanted = false;
+  /** What removed images and released leases held: the next sweep's candidates. */
+  private unswept: SweepCandidates = noCandidates();
   private heapTimer: NodeJS.Timeout | undefined;
 
   constructor(config: ImageServiceConfig, log: Logger) {
@@ -122,6 +124,7 @@ export class ImageService {
   async close(): Promise<void> {
     clearTimeout(this.heapTimer);
     await this.gcRunning;
+    await this.snapshots.settle();
     this.registry.close();
     await this.unpackers.close();
   }
@@ -276,7 +279,10 @@ export class ImageService {
 
   /** Lets GC take what `holder` held, once no image or other lease needs it. Unknown holders are fine. */
   async releaseLease(holder: string): Promise<void> {
-    if (await this.leases.release(holder)) this.scheduleGc();
+    const lease = this.leases.get(holder);
+    if (!(await this.leases.release(holder)) || !lease) return;
+    addLease(this.unswept, lease);
+    this.scheduleGc();
   }
 
   private async leasedView(id: string, chainIds: string[], configDigest: string): Promise<LeasedImage> {
@@ -295,10 +301,14 @@ export class ImageService {
   async remove(nameOrId: string): Promise<void> {
     const rec = this.lookup(nameOrId);
     if (!rec) return;
+    // The names are what makes an image exist: their removal is made durable before answering. The
+    // record and the files are not synced: should a crash undo their removal, the start-up GC
+    // finds them unnamed and unreferenced and removes them again.
     for (const name of this.records.namesOf(rec.id)) await this.records.removeName(name);
     await this.records.syncNames();
     await this.records.removeImage(rec.id);
     this.log.info({ id: rec.id, by: nameOrId }, 'image removed');
+    addImage(this.unswept, rec);
     this.scheduleGc();
     await this.gcRunning;
   }
@@ -308,16 +318,31 @@ export class ImageService {
     return { mountpoint: this.config.root, bytes: blobs.bytes + snaps.bytes, inodes: blobs.count + snaps.inodes };
   }
 
-  /** Runs GC now unless a pull is writing; then it runs when the last pull ends. */
+  /**
+   * Sweeps what removed images and released leases held, now unless a pull is writing (a pull may
+   * be about to reference those very blobs); then when the last pull ends.
+   */
   private scheduleGc(): void {
     if (this.activePulls > 0 || this.gcRunning) {
       this.gcWanted = true;
       return;
     }
     this.gcWanted = false;
-    this.gcRunning = this.runGc().finally(() => {
+    const candidates = this.unswept;
+    this.unswept = noCandidates();
+    this.gcRunning = this.runSweep(candidates).finally(() => {
       this.gcRunning = undefined;
     });
+  }
+
+  private async runSweep(candidates: SweepCandidates): Promise<void> {
+    try {
+      const removed = await sweep(this.records, this.leases.all(), this.content, this.snapshots, candidates);
+      if (removed.blobs + removed.snapshots > 0) this.log.info(removed, 'garbage collected');
+    } catch (err) {
+      // Whatever stays behind is unreferenced, so the full collection at the next start takes it.
+      this.log.error({ err }, 'garbage collection failed; the next start collects what it left');
+    }
   }
 
   private async runGc(): Promise<void> {
@@ -325,7 +350,7 @@ export class ImageService {
       const removed = await collectGarbage(this.records, this.leases.all(), this.content, this.snapshots);
       if (removed.blobs + removed.snapshots + removed.images > 0) this.log.info(removed, 'garbage collected');
     } catch (err) {
-      this.log.error({ err }, 'garbage collection failed; will retry after the next removal');
+      this.log.error({ err }, 'garbage collection failed; the next start retries it');
     }
   }
 }

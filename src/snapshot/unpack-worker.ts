@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import { unpackCompressed } from './layer-stream.ts';
 import type { UnpackStats } from './unpack.ts';
 import { BerthError, type ErrorKind } from '../util/errors.ts';
+import { HeapCollector } from '../util/heap-collector.ts';
 
 export interface StartMessage {
   type: 'start';
@@ -35,21 +36,12 @@ function toWire(err: unknown): WireError {
   return { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}), ...(e?.syscall ? { syscall: e.syscall } : {}) };
 }
 
-/**
- * Chunks arrive as transferred 1 MiB buffers that outlive a young-generation collection while
- * they wait in the stream buffers, so they die in the old generation, which V8 collects only
- * when its heap (not their memory) grows: left alone, a worker holds 20-40 MiB of spent chunks.
- * A full collection of this small heap every 4 MiB (a few ms; measured, 25-30 MiB off the peak
- * of the bench pull) bounds that. Only when the daemon runs with
- * --expose-gc (bin/berthd.js).
- */
-const COLLECT_EVERY = 4 << 20;
-const collect = (globalThis as { gc?: () => void }).gc;
+/** Spent chunks are collected every 4 MiB (a few ms in this small heap; 25-30 MiB off the peak). */
+const heap = new HeapCollector(4 << 20);
 
 const port = parentPort;
 if (port) {
   let input: PassThrough | undefined;
-  let received = 0;
   const post = (msg: OutMessage): void => port.postMessage(msg);
   port.on('message', (msg: InMessage) => {
     switch (msg.type) {
@@ -69,11 +61,7 @@ if (port) {
         const bytes = msg.data.byteLength;
         if (!input || input.destroyed) post({ type: 'ack', bytes });
         else input.write(msg.data, () => post({ type: 'ack', bytes }));
-        received += bytes;
-        if (received >= COLLECT_EVERY) {
-          received = 0;
-          collect?.();
-        }
+        heap.passed(bytes);
         break;
       }
       case 'end':

@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'proto/**', 'src/cri/gen/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'proto/**', 'src/cri/gen/**', 'src/cri/gen-berth/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install-deps.sh
+node hack/validate-manifests.ts
 npm test

@@ -1,7 +1,7 @@
 // berth's own CRI client: promise-returning calls over the daemon's unix socket. Tests use it, and
 // so will the `berth` CLI, so it speaks exactly what a kubelet speaks.
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadCri } from '../cri/proto.ts';
+import { loadBerthPins, loadCri } from '../cri/proto.ts';
 
 type Callback = (err: ServiceError | null, res: unknown) => void;
 type UnaryMethod = (req: unknown, md: Metadata, opts: { deadline: number }, cb: Callback) => { cancel(): void };
@@ -13,20 +13,25 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** CRI's two services, and berth's own `berth.v1.Pins` on the same socket. */
+export type ServiceName = 'runtime' | 'image' | 'pins';
+
 export class CriClient {
   readonly runtime: Client;
   readonly image: Client;
+  readonly pins: Client;
 
   constructor(socketPath: string) {
     const { RuntimeService, ImageService } = loadCri();
     const target = `unix://${socketPath}`;
     this.runtime = new RuntimeService(target, credentials.createInsecure());
     this.image = new ImageService(target, credentials.createInsecure());
+    this.pins = new (loadBerthPins())(target, credentials.createInsecure());
   }
 
   /** Calls a unary RPC by its proto name, e.g. `call('image', 'PullImage', {...})`. */
-  call<Res = Record<string, unknown>>(service: 'runtime' | 'image', method: string, req: object, opts: CallOptions = {}): Promise<Res> {
-    const client = service === 'runtime' ? this.runtime : this.image;
+  call<Res = Record<string, unknown>>(service: ServiceName, method: string, req: object, opts: CallOptions = {}): Promise<Res> {
+    const client = this[service];
     const fn = (client as unknown as Record<string, UnaryMethod | undefined>)[method];
     if (typeof fn !== 'function') return Promise.reject(new Error(`no RPC ${method} on the ${service} service`));
     return new Promise((resolve, reject) => {
@@ -43,15 +48,15 @@ export class CriClient {
   }
 
   /** Starts a server-streaming RPC and hands back the call: read it, or cancel it. */
-  open(service: 'runtime' | 'image', method: string, req: object): NodeJS.ReadableStream & { cancel(): void } {
-    const client = service === 'runtime' ? this.runtime : this.image;
+  open(service: ServiceName, method: string, req: object): NodeJS.ReadableStream & { cancel(): void } {
+    const client = this[service];
     const fn = (client as unknown as Record<string, ((req: unknown) => NodeJS.ReadableStream & { cancel(): void }) | undefined>)[method];
     if (typeof fn !== 'function') throw new Error(`no RPC ${method} on the ${service} service`);
     return fn.call(client, req);
   }
 
   /** Collects every message of a server-streaming RPC. */
-  stream<Res = Record<string, unknown>>(service: 'runtime' | 'image', method: string, req: object): Promise<Res[]> {
+  stream<Res = Record<string, unknown>>(service: ServiceName, method: string, req: object): Promise<Res[]> {
     let call: NodeJS.ReadableStream;
     try {
       call = this.open(service, method, req);
@@ -69,5 +74,6 @@ export class CriClient {
   close(): void {
     this.runtime.close();
     this.image.close();
+    this.pins.close();
   }
 }

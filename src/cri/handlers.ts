@@ -40,7 +40,7 @@ export type AnyHandler =
   | { kind: 'stream'; fn: StreamRpc<unknown, unknown> };
 
 // The request types are erased here: grpc-js hands over decoded messages of the RPC's own type.
-const unary = <Req, Res>(fn: UnaryRpc<Req, Res>): AnyHandler => ({ kind: 'unary', fn: fn as UnaryRpc<unknown, unknown> });
+export const unary = <Req, Res>(fn: UnaryRpc<Req, Res>): AnyHandler => ({ kind: 'unary', fn: fn as UnaryRpc<unknown, unknown> });
 const stream = <Req, Res>(fn: StreamRpc<Req, Res>): AnyHandler => ({ kind: 'stream', fn: fn as StreamRpc<unknown, unknown> });
 
 export const HANDLERS: Record<'RuntimeService' | 'ImageService', Record<string, AnyHandler>> = {

@@ -35,3 +35,16 @@ export function loadCri(): CriServices {
   }
   return cached;
 }
+
+export const BERTH_PINS_PROTO_PATH = fileURLToPath(new URL('../../proto/berth/v1/pins.proto', import.meta.url));
+
+let pins: ServiceClientConstructor | undefined;
+
+/** berth's own `berth.v1.Pins` service (proto/berth/v1/pins.proto), served beside CRI. */
+export function loadBerthPins(): ServiceClientConstructor {
+  if (!pins) {
+    const pkg = loadPackageDefinition(loadSync(BERTH_PINS_PROTO_PATH, LOADER_OPTIONS));
+    pins = ((pkg.berth as GrpcObject).v1 as GrpcObject).Pins as ServiceClientConstructor;
+  }
+  return pins;
+}

@@ -1,4 +1,5 @@
-// The gRPC server: registers every RPC of RuntimeService and ImageService on one unix socket.
+// The gRPC server: registers every RPC of RuntimeService and ImageService, and berth's own Pins
+// service, on one unix socket.
 // RPCs with a handler run it under a wrapper that maps thrown errors to statuses and logs; every
 // other RPC answers UNIMPLEMENTED naming itself, so a kubelet gets a clear answer, never a hang.
 import {
@@ -14,11 +15,12 @@ import {
 } from '@grpc/grpc-js';
 import { createServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { loadCri } from './proto.ts';
+import { loadBerthPins, loadCri } from './proto.ts';
 import { AuthorityRewriter } from './authority-rewriter.ts';
 import { toStatus } from './errors.ts';
 import { BerthError } from '../util/errors.ts';
 import { HANDLERS, type AnyHandler } from './handlers.ts';
+import { BERTH_HANDLERS } from './berth-handlers.ts';
 import type { CriContext } from './rpc.ts';
 
 function unimplemented(service: string, method: string, ctx: CriContext): UntypedHandleCall {
@@ -120,10 +122,8 @@ function wrap(service: string, method: string, handler: AnyHandler, ctx: CriCont
   }) as UntypedHandleCall;
 }
 
-function implement(name: 'RuntimeService' | 'ImageService', ctx: CriContext, live: Set<AbortController>): [ServiceDefinition, UntypedServiceImplementation] {
-  const definition = loadCri()[name].service;
+function implement(name: string, definition: ServiceDefinition, handlers: Record<string, AnyHandler | undefined>, ctx: CriContext, live: Set<AbortController>): [ServiceDefinition, UntypedServiceImplementation] {
   const impl: UntypedServiceImplementation = {};
-  const handlers: Record<string, AnyHandler | undefined> = HANDLERS[name];
   for (const method of Object.keys(definition)) {
     const handler = handlers[method];
     impl[method] = handler ? wrap(name, method, handler, ctx, live) : unimplemented(name, method, ctx);
@@ -147,7 +147,9 @@ export async function startCriServer(socketPath: string, ctx: CriContext): Promi
     'grpc.max_send_message_length': 16 * 1024 * 1024,
   });
   const live = new Set<AbortController>();
-  for (const name of ['RuntimeService', 'ImageService'] as const) server.addService(...implement(name, ctx, live));
+  for (const name of ['RuntimeService', 'ImageService'] as const) server.addService(...implement(name, loadCri()[name].service, HANDLERS[name], ctx, live));
+  // berth's own services (proto/berth/v1/) share the socket and the handler wrapper.
+  server.addService(...implement('berth.v1.Pins', loadBerthPins().service, BERTH_HANDLERS.Pins, ctx, live));
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const connections = new Set<Socket>();
   const listener = createServer((socket) => {

@@ -15,6 +15,7 @@ import { parsePlatform } from './registry/platform.ts';
 import { parseConfig } from './manifest.ts';
 import { addImage, addLease, collectGarbage, noCandidates, sweep, type SweepCandidates } from './gc.ts';
 import { LeaseStore } from './leases.ts';
+import { PinStore, type PinSet } from './pins.ts';
 import type { ImageConfig } from './manifest.ts';
 import { invalidArgument, notFound } from '../util/errors.ts';
 import { SharedWork } from '../util/shared-work.ts';
@@ -67,6 +68,7 @@ export class ImageService {
   private readonly log: Logger;
   private readonly records: ImageRecords;
   private readonly leases: LeaseStore;
+  private readonly pins: PinStore;
   private readonly content: ContentStore;
   private readonly snapshots: SnapshotStore;
   private readonly registry: RegistryClient;
@@ -87,6 +89,7 @@ export class ImageService {
     this.log = log;
     this.records = new ImageRecords(join(config.root, 'metadata'));
     this.leases = new LeaseStore(join(config.root, 'metadata', 'leases'));
+    this.pins = new PinStore(join(config.root, 'metadata', 'pins'));
     this.content = new ContentStore(join(config.root, 'content'));
     this.snapshots = new SnapshotStore(join(config.root, 'snapshots'));
     this.registry = new RegistryClient({
@@ -116,6 +119,7 @@ export class ImageService {
     await this.snapshots.cleanup();
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable image metadata moved aside; that image must be pulled again');
     for (const path of await this.leases.load()) this.log.warn({ path }, 'unreadable lease moved aside; its layers are no longer held');
+    for (const path of await this.pins.load()) this.log.warn({ path }, 'unreadable pin set moved aside; its owner must set its pins again');
     await this.runGc();
   }
 
@@ -189,7 +193,7 @@ export class ImageService {
       size: rec.configSize + rec.layers.reduce((sum, l) => sum + l.size, 0),
       ...(uid === undefined ? {} : { uid }),
       username,
-      pinned: false,
+      pinned: names.some((n) => this.pins.has(n)),
     };
   }
 
@@ -313,6 +317,29 @@ export class ImageService {
     addImage(this.unswept, rec);
     this.scheduleGc();
     await this.gcRunning;
+  }
+
+  /**
+   * Replaces the image names `owner` pins (berth.v1.Pins/SetPins). Names are stored normalized,
+   * so `busybox` and `docker.io/library/busybox:latest` are one pin.
+   */
+  async setPins(owner: string, references: string[]): Promise<string[]> {
+    if (!/^[\x21-\x7e]{1,253}$/.test(owner)) throw invalidArgument(`pin owner ${JSON.stringify(owner)} must be 1-253 printable ASCII characters without spaces`);
+    if (references.length > 4096) throw invalidArgument(`${references.length} pins for one owner; at most 4096`);
+    const names = references.map((r) => {
+      try {
+        return canonicalName(parseReference(r));
+      } catch (err) {
+        throw invalidArgument(`cannot pin ${JSON.stringify(r)}: ${(err as Error).message}`);
+      }
+    });
+    const stored = await this.pins.set(owner, names);
+    this.log.info({ owner, pins: stored.length }, 'pins set');
+    return stored;
+  }
+
+  listPins(owner?: string): PinSet[] {
+    return this.pins.list(owner);
   }
 
   async fsUsage(): Promise<{ mountpoint: string; bytes: number; inodes: number }> {

@@ -23,7 +23,10 @@ class Helper {
   private idle: NodeJS.Timeout | undefined;
   private exitError: Error | undefined;
 
+  private readonly netnsPath: string;
+
   constructor(netnsPath: string, onExit: () => void) {
+    this.netnsPath = netnsPath;
     this.child = spawn('nsenter', [`--net=${netnsPath}`, '--', process.execPath, CONNECTOR], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'json',
@@ -72,7 +75,10 @@ class Helper {
       };
       this.pending.set(id, { resolve: (s) => settle(undefined, s), reject: (e) => settle(e) });
       signal.addEventListener('abort', onAbort, { once: true });
-      this.child.send({ id, port });
+      // A helper that died before its exit was noticed refuses the message instead.
+      this.child.send({ id, port }, (err) => {
+        if (err) settle(this.exitError ?? unavailable(`port-forward helper for ${this.netnsPath} exited before it could dial (${err.message})`));
+      });
     });
   }
 

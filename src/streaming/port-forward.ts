@@ -70,7 +70,7 @@ export function serveSpdyPortForward(session: SpdySession, t: Target, creationTi
     }
     pair[type] = s;
     if (type === 'error') s.resume();
-    void s.reply().catch(() => {});
+    s.reply();
     if (pair.data && pair.error) {
       clearTimeout(pair.timer);
       pairs.delete(requestId);

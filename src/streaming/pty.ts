@@ -6,13 +6,50 @@
 // (SIGWINCH), as a terminal emulator would.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants, open, readFile, readlink, type FileHandle } from 'node:fs/promises';
-import type { Readable, Writable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TerminalSize } from './backend.ts';
 import { BerthError } from '../util/errors.ts';
 
 /** How long `script` may take to set the terminal up. */
 const OPEN_TIMEOUT_MS = 5000;
+
+/** A terminal's ONLCR done in berthd: a \n not already preceded by \r becomes \r\n. */
+class NewlineToCrlf extends Transform {
+  private lastWasCr = false;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const parts: Buffer[] = [];
+    let from = 0;
+    for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) {
+      const before = i > 0 ? chunk[i - 1] === 0x0d : this.lastWasCr;
+      if (before) continue;
+      parts.push(chunk.subarray(from, i), CR);
+      from = i;
+    }
+    parts.push(chunk.subarray(from));
+    if (chunk.length > 0) this.lastWasCr = chunk[chunk.length - 1] === 0x0d;
+    cb(null, parts.length === 1 ? chunk : Buffer.concat(parts));
+  }
+}
+
+const CR = Buffer.from([0x0d]);
+
+/** Runs `stty -F path …`; false when it fails or takes longer than the open deadline. */
+function stty(path: string, settings: string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn('stty', ['-F', path, ...settings], { stdio: 'ignore' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), OPEN_TIMEOUT_MS);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0);
+    });
+    child.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
 
 export class Pty {
   /** Bytes typed into the terminal (to the process). */
@@ -25,17 +62,25 @@ export class Pty {
   private readonly script: ChildProcess;
   private readonly holderPid: number;
 
-  private constructor(script: ChildProcess, holderPid: number, path: string, slave: FileHandle) {
+  private constructor(script: ChildProcess, holderPid: number, path: string, slave: FileHandle, mirror: boolean) {
     this.script = script;
     this.holderPid = holderPid;
     this.path = path;
     this.slave = slave;
     this.input = script.stdin as Writable;
-    this.output = script.stdout as Readable;
+    this.output = mirror ? (script.stdout as Readable).pipe(new NewlineToCrlf()) : (script.stdout as Readable);
     this.input.on('error', () => {});
   }
 
-  static async open(signal: AbortSignal): Promise<Pty> {
+  /**
+   * `mirror`: the terminal only mirrors another one, as for `runc exec --tty`. runc clears ONLCR
+   * on the container's pty once it holds it and leaves the newline translation to this terminal,
+   * so output written before that moment arrives translated and output after it does not (a
+   * real race: `echo hello` came out as "hello\r\r\n" about one time in four). This terminal
+   * therefore translates nothing, and berthd does the translation itself, turning only a bare
+   * \n into \r\n: the client gets exactly one \r\n either way.
+   */
+  static async open(signal: AbortSignal, opts: { mirror?: boolean } = {}): Promise<Pty> {
     // The placeholder reads nothing and writes nothing: it only keeps the terminal alive.
     const script = spawn('script', ['-qfc', 'exec sleep 2147483647', '/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
     const fail = (why: string): never => {
@@ -53,9 +98,10 @@ export class Pty {
       for (const child of children) {
         const path = await readlink(`/proc/${child}/fd/0`).catch(() => '');
         if (!path.startsWith('/dev/pts/')) continue;
+        if (opts.mirror && !(await stty(path, ['raw', '-echo', '-onlcr']))) fail(`stty could not set up ${path}`);
         // O_NOCTTY: berthd must never acquire the session's terminal.
         const slave = await open(path, constants.O_RDWR | constants.O_NOCTTY);
-        return new Pty(script, Number(child), path, slave);
+        return new Pty(script, Number(child), path, slave, opts.mirror === true);
       }
       await Promise.race([sleep(5), exited]);
     }
@@ -64,11 +110,7 @@ export class Pty {
 
   /** Sets the window size and signals `proc` (the process that mirrors or reads the terminal). */
   async resize(size: TerminalSize, proc: ChildProcess | undefined): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const stty = spawn('stty', ['-F', this.path, 'rows', String(size.height), 'cols', String(size.width)], { stdio: 'ignore' });
-      stty.once('close', () => resolve());
-      stty.once('error', () => resolve());
-    });
+    await stty(this.path, ['rows', String(size.height), 'cols', String(size.width)]);
     if (proc && proc.exitCode === null) proc.kill('SIGWINCH');
   }
 

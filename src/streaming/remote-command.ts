@@ -75,14 +75,13 @@ export function acceptSpdyCommand(session: SpdySession, version: number, want: W
       if (known) streams[type] = s;
       // Streams whose input nobody reads would stall the connection: drain them.
       if (!known || (type !== 'stdin' && type !== 'resize')) s.resume();
-      s.reply().then(() => {
-        if (!known || ++replied !== expected) return;
-        clearTimeout(timer);
-        session.off('stream', onStream);
-        session.off('close', onClose);
-        session.on('stream', (extra: SpdyStream) => extra.reset());
-        resolve(channelsFromSpdy(session, streams, version, want.tty, ac.signal));
-      }, () => {});
+      s.reply();
+      if (!known || ++replied !== expected) return;
+      clearTimeout(timer);
+      session.off('stream', onStream);
+      session.off('close', onClose);
+      session.on('stream', (extra: SpdyStream) => extra.reset());
+      resolve(channelsFromSpdy(session, streams, version, want.tty, ac.signal));
     };
     session.on('stream', onStream);
   });

@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import type { ContainerService } from '../container/service.ts';
@@ -18,6 +19,8 @@ import { Pty } from './pty.ts';
 import { BerthError, errorMessage, failedPrecondition } from '../util/errors.ts';
 
 const ATTACH_RELAY = fileURLToPath(new URL('./attach-relay.pl', import.meta.url));
+/** How long a killed exec waits for runc to name the process it started. */
+const PID_FILE_WAIT_MS = 5000;
 
 /** Copies `from` into `to` without ending it; resolves when `from` is done. */
 function relay(from: Readable | null | undefined, to: Writable | undefined): Promise<void> {
@@ -28,6 +31,21 @@ function relay(from: Readable | null | undefined, to: Writable | undefined): Pro
     from.once('end', () => resolve());
     from.once('close', () => resolve());
   });
+}
+
+/**
+ * The exec'd process's host PID from runc's pid file, once runc has written it (0 if runc ends
+ * or takes too long). runc writes it after the process starts, and after it has set up its own
+ * signal handling.
+ */
+async function execPid(child: ChildProcess, pidFile: string): Promise<number> {
+  const deadline = Date.now() + PID_FILE_WAIT_MS;
+  while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (pid > 0) return pid;
+    await sleep(10);
+  }
+  return 0;
 }
 
 function exitOf(child: ChildProcess): Promise<number> {
@@ -66,7 +84,7 @@ export class RuntimeStreamingBackend implements StreamingBackend {
   }
 
   async exec(containerId: string, cmd: string[], io: SessionIo, signal: AbortSignal): Promise<{ exitCode: number }> {
-    const pty = io.tty ? await Pty.open(signal) : undefined;
+    const pty = io.tty ? await Pty.open(signal, { mirror: true }) : undefined;
     try {
       const fd = pty?.slave.fd;
       const { child, pidFile, done } = await this.containers.spawnExec(containerId, cmd, {
@@ -83,6 +101,9 @@ export class RuntimeStreamingBackend implements StreamingBackend {
         // A terminal stays open at stdin EOF (the client may just have nothing more to type).
         if (io.stdin && input) io.stdin.pipe(input, { end: !pty });
         const resizing = pty && io.resize ? this.applyResizes(io.resize, (size) => pty.resize(size, child)) : Promise.resolve();
+        // A size set before runc listened for SIGWINCH is only in the outer terminal: once runc
+        // has started the process (and so listens), have it copy the size again.
+        if (pty) void execPid(child, pidFile).then((pid) => pid > 0 && child.exitCode === null && child.kill('SIGWINCH'));
         const output = pty ? relay(pty.output, io.stdout) : Promise.all([relay(child.stdout, io.stdout), relay(child.stderr, io.stderr)]);
         const exitCode = await exitOf(child);
         // The terminal closes once runc is gone; its output ends after the last byte.
@@ -100,9 +121,13 @@ export class RuntimeStreamingBackend implements StreamingBackend {
     }
   }
 
-  /** Killing `runc exec` alone would leave the process running in the container. */
+  /**
+   * Killing `runc exec` alone would leave the process running in the container. runc writes the
+   * pid file only after the process is running (it may already have printed), so wait for it
+   * while runc lives.
+   */
   private async killExec(child: ChildProcess, pidFile: string): Promise<void> {
-    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    const pid = await execPid(child, pidFile);
     if (pid > 0) {
       try {
         process.kill(pid, 'SIGKILL');

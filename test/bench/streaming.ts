@@ -3,8 +3,9 @@
 //   - exec round trip: Exec RPC + upgrade + `echo hi` + exit status, median of N;
 //   - port-forward throughput: 100 MB from a server in the pod through PortForward, MB/s;
 //   - berthd's RSS and open fds before and after a hundred exec sessions.
-// containerd gets a bridge network of its own (10.230.77.0/24). Run with hack/bench-streaming.sh:
-//   node --import tsx test/bench/streaming.ts [--runs N] [--mb M] [--only berth|containerd]
+// Each runtime gets a bridge network of its own (10.230.77.0/24, 10.230.78.0/24), removed at the end.
+// Run with hack/bench-streaming.sh:
+//   node --import tsx test/bench/streaming.ts [--runs N] [--mb M] [--only berth|containerd] [--seccomp RuntimeDefault|Unconfined]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -44,7 +45,8 @@ const berth: Runtime = {
   name: 'berth',
   async start(dir) {
     const socket = join(dir, 'berth.sock');
-    await writeFile(join(dir, 'config.toml'), '');
+    // berth's own bridge network on a subnet and bridge name of the benchmark's (see cleanUpNetworks).
+    await writeFile(join(dir, 'config.toml'), `[network]\ncni_conf_dir = "${dir}/cni"\ndefault_subnet = "${BERTH_SUBNET}"\ndefault_bridge = "bsb1"\n`);
     const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', 'warn'], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -99,6 +101,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   },
 };
 
+const BERTH_SUBNET = '10.230.78.0/24';
+
+/** Removes what the two networks leave on the host: bridges, berth's masquerade rule, IPAM leases. */
+async function cleanUpNetworks(): Promise<void> {
+  const run = (cmd: string, args: string[]): Promise<void> =>
+    new Promise((resolve) => spawn(cmd, args, { stdio: 'ignore' }).once('close', () => resolve()).once('error', () => resolve()));
+  for (const bridge of ['bsb0', 'bsb1']) await run('ip', ['link', 'del', bridge]);
+  await run('iptables', ['-t', 'nat', '-D', 'POSTROUTING', '-s', BERTH_SUBNET, '!', '-d', BERTH_SUBNET, '-m', 'comment', '--comment', `berth default network ${BERTH_SUBNET}`, '-j', 'MASQUERADE']);
+  await rm('/var/lib/cni/networks/stream-bench', { recursive: true, force: true });
+}
+
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
@@ -117,87 +130,120 @@ interface Result {
   after: { rssMiB: number; fds: number };
 }
 
-async function measure(rt: Runtime, registryHost: string, runs: number, mb: number): Promise<Result> {
+/** One runtime with a pod serving `mb` MiB on `port`, ready for exec and port-forward. */
+interface Target {
+  rt: Runtime;
+  daemon: Daemon;
+  dir: string;
+  podId?: string;
+  ctrId: string;
+  port: number;
+}
+
+async function setUp(rt: Runtime, registryHost: string, mb: number, seccomp: string): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), `bench-stream-${rt.name}-`));
-  const { child, client } = await rt.start(dir, registryHost);
-  let podId: string | undefined;
+  const daemon = await rt.start(dir, registryHost);
+  const t: Target = { rt, daemon, dir, ctrId: '', port: 19000 + Math.floor(Math.random() * 1000) };
+  const { client } = daemon;
   try {
     const image = `${registryHost}/busybox:bench`;
     await client.call('image', 'PullImage', { image: { image } });
-    const uid = `${Date.now()}`;
     const podConfig = {
-      metadata: { name: 'stream-bench', namespace: 'bench', uid, attempt: 0 },
+      metadata: { name: 'stream-bench', namespace: 'bench', uid: `${Date.now()}`, attempt: 0 },
       log_directory: join(dir, 'logs'),
     };
-    ({ pod_sandbox_id: podId } = await client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig }));
-    const bytes = mb * 1024 * 1024;
-    const port = 19000 + Math.floor(Math.random() * 1000);
-    const { container_id: cid } = await client.call<{ container_id: string }>('runtime', 'CreateContainer', {
-      pod_sandbox_id: podId,
+    ({ pod_sandbox_id: t.podId } = await client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig }));
+    ({ container_id: t.ctrId } = await client.call<{ container_id: string }>('runtime', 'CreateContainer', {
+      pod_sandbox_id: t.podId,
       config: {
         metadata: { name: 'c', attempt: 0 },
         image: { image },
-        // Serves `mb` MiB to every connection on `port`.
-        command: ['sh', '-c', `dd if=/dev/zero of=/tmp/blob bs=1048576 count=${mb} 2>/dev/null; while true; do nc -l -p ${port} < /tmp/blob; done`],
+        // The same seccomp profile on both: runc compiles it at every exec, which dominates exec time.
+        linux: { security_context: { seccomp: { profile_type: seccomp } } },
+        // Serves `mb` MiB to every connection on the port.
+        command: ['sh', '-c', `dd if=/dev/zero of=/tmp/blob bs=1048576 count=${mb} 2>/dev/null; while true; do nc -l -p ${t.port} < /tmp/blob; done`],
         log_path: 'c.log',
       },
       sandbox_config: podConfig,
-    });
-    await client.call('runtime', 'StartContainer', { container_id: cid });
-
-    const exec = async (): Promise<number> => {
-      const t = performance.now();
-      const { url } = await client.call<{ url: string }>('runtime', 'Exec', { container_id: cid, cmd: ['echo', 'hi'], stdout: true, stderr: true });
-      const r = await spdyCommand(url, {});
-      if (r.stdout.toString() !== 'hi\n' || r.exitCode !== 0) throw new Error(`${rt.name}: exec answered ${JSON.stringify(r)}`);
-      return performance.now() - t;
-    };
-    for (let i = 0; i < 3; i++) await exec(); // warm up
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) times.push(await exec());
-
-    const pf = async (): Promise<number> => {
-      const { url } = await client.call<{ url: string }>('runtime', 'PortForward', { pod_sandbox_id: podId, port: [port] });
-      const { session } = await connectSpdy(url, ['portforward.k8s.io']);
-      try {
-        for (let attempt = 0; ; attempt++) {
-          const t = performance.now();
-          const { data, errorText } = await spdyForward(session, port, attempt);
-          // Half-closing first would make busybox nc quit early: read everything, then close.
-          const got = await collect(data);
-          data.end();
-          const err = await errorText;
-          if (got.length === bytes) return got.length / 1e6 / ((performance.now() - t) / 1000);
-          // The server loop may be between two listens: try again shortly.
-          if (attempt > 50) throw new Error(`${rt.name}: port-forward got ${got.length} bytes: ${err}`);
-          await sleep(100);
-        }
-      } finally {
-        session.destroy();
-      }
-    };
-    const rates: number[] = [];
-    for (let i = 0; i < 3; i++) rates.push(await pf());
-
-    const before = await usage(child.pid as number);
-    for (let i = 0; i < 100; i++) await exec();
-    await sleep(1000); // let teardown finish before reading /proc
-    const after = await usage(child.pid as number);
-    return { execMs: median(times), pfMBs: median(rates), before, after };
-  } finally {
-    if (podId) {
-      await client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: podId }).catch(() => {});
-      await client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId }).catch(() => {});
-    }
-    client.close();
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    }));
+    await client.call('runtime', 'StartContainer', { container_id: t.ctrId });
+    return t;
+  } catch (err) {
+    await tearDown(t);
+    throw err;
   }
 }
 
+async function tearDown(t: Target): Promise<void> {
+  const { client, child } = t.daemon;
+  if (t.podId) {
+    await client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: t.podId }).catch(() => {});
+    await client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: t.podId }).catch(() => {});
+  }
+  client.close();
+  child.kill('SIGTERM');
+  await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+  await rm(t.dir, { recursive: true, force: true }).catch(() => {});
+}
+
+/** Exec RPC + SPDY upgrade + `echo hi` + exit status, in milliseconds. */
+async function execOnce(t: Target): Promise<number> {
+  const started = performance.now();
+  const { url } = await t.daemon.client.call<{ url: string }>('runtime', 'Exec', { container_id: t.ctrId, cmd: ['echo', 'hi'], stdout: true, stderr: true });
+  const r = await spdyCommand(url, {});
+  if (r.stdout.toString() !== 'hi\n' || r.exitCode !== 0) throw new Error(`${t.rt.name}: exec answered ${JSON.stringify(r)}`);
+  return performance.now() - started;
+}
+
+/** MB/s of one forwarded connection reading everything the pod serves. */
+async function forwardOnce(t: Target, bytes: number): Promise<number> {
+  const { url } = await t.daemon.client.call<{ url: string }>('runtime', 'PortForward', { pod_sandbox_id: t.podId, port: [t.port] });
+  const { session } = await connectSpdy(url, ['portforward.k8s.io']);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const started = performance.now();
+      const { data, errorText } = await spdyForward(session, t.port, attempt);
+      // Half-closing first would make busybox nc quit early: read everything, then close.
+      const got = await collect(data);
+      data.end();
+      const err = await errorText;
+      if (got.length === bytes) return got.length / 1e6 / ((performance.now() - started) / 1000);
+      // The server loop may be between two listens: try again shortly.
+      if (attempt > 50) throw new Error(`${t.rt.name}: port-forward got ${got.length} bytes: ${err}`);
+      await sleep(100);
+    }
+  } finally {
+    session.destroy();
+  }
+}
+
+/**
+ * Both runtimes run side by side and every measurement alternates between them, so a busy
+ * moment on a shared machine lands on both rather than skewing the ratio.
+ */
+async function measure(targets: Target[], runs: number, mb: number): Promise<Map<Target, Result>> {
+  const times = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  const rates = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  for (const t of targets) for (let i = 0; i < 3; i++) await execOnce(t); // warm up
+  for (let i = 0; i < runs; i++) {
+    for (const t of i % 2 ? [...targets].reverse() : targets) times.get(t)?.push(await execOnce(t));
+  }
+  for (let i = 0; i < 3; i++) for (const t of targets) rates.get(t)?.push(await forwardOnce(t, mb * 1024 * 1024));
+  const results = new Map<Target, Result>();
+  for (const t of targets) {
+    const before = await usage(t.daemon.child.pid as number);
+    for (let i = 0; i < 100; i++) await execOnce(t);
+    await sleep(1000); // let teardown finish before reading /proc
+    const after = await usage(t.daemon.child.pid as number);
+    results.set(t, { execMs: median(times.get(t) ?? []), pfMBs: median(rates.get(t) ?? []), before, after });
+  }
+  return results;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' }, mb: { type: 'string', default: '100' }, only: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { runs: { type: 'string', default: '30' }, mb: { type: 'string', default: '100' }, only: { type: 'string' }, seccomp: { type: 'string', default: 'RuntimeDefault' } },
+  });
   const runs = Number(values.runs);
   const mb = Number(values.mb);
   const registry = await startRegistry();
@@ -205,13 +251,20 @@ async function main(): Promise<void> {
     await pushImage(registry.url, 'busybox', 'bench', await busyboxImage());
     await pushImage(registry.url, 'pause', 'bench', await busyboxImage({ config: { Cmd: ['sleep', '2147483647'] } }));
     const results: Record<string, Result | string> = {};
-    for (const rt of [containerd, berth]) {
-      if (values.only && values.only !== rt.name) continue;
-      try {
-        results[rt.name] = await measure(rt, registry.host, runs, mb);
-      } catch (err) {
-        results[rt.name] = `not measured: ${(err as Error).message}`;
+    const targets: Target[] = [];
+    try {
+      for (const rt of [containerd, berth]) {
+        if (values.only && values.only !== rt.name) continue;
+        try {
+          targets.push(await setUp(rt, registry.host, mb, values.seccomp as string));
+        } catch (err) {
+          results[rt.name] = `not measured: ${(err as Error).message}`;
+        }
       }
+      for (const [t, r] of await measure(targets, runs, mb)) results[t.rt.name] = r;
+    } finally {
+      for (const t of targets) await tearDown(t);
+      await cleanUpNetworks();
     }
     for (const [name, r] of Object.entries(results)) {
       if (typeof r === 'string') console.log(`${name}: ${r}`);

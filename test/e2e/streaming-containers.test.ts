@@ -52,9 +52,12 @@ test('exec with stdin: the bytes arrive and EOF ends the command', { skip }, asy
 });
 
 test('exec with a tty: a terminal in the container, output with CRLF, resize applied', { skip }, async () => {
-  const hello = await spdyCommand(await execUrl({ cmd: ['echo', 'hello'], tty: true, stdin: true, stdout: true }), { tty: true, stdin: true });
-  assert.equal(hello.stdout.toString(), 'hello\r\n');
-  assert.equal(hello.exitCode, 0);
+  // What critest checks, several times: a short command's output must not be translated twice.
+  for (let i = 0; i < 5; i++) {
+    const hello = await spdyCommand(await execUrl({ cmd: ['echo', 'hello'], tty: true, stdin: true, stdout: true }), { tty: true, stdin: true });
+    assert.equal(hello.stdout.toString(), 'hello\r\n');
+    assert.equal(hello.exitCode, 0);
+  }
   const script = 'for i in $(seq 200); do s=$(stty size 2>/dev/null); [ "$s" = "37 101" ] && break; sleep 0.05; done; echo "size $s"; tty; exit 4';
   const r = await spdyCommand(await execUrl({ cmd: ['sh', '-c', script], tty: true, stdin: true, stdout: true }), {
     tty: true,

@@ -18,6 +18,8 @@ export interface DaemonOptions {
   /** Re-use a state dir (restart tests, with `root`); a fresh one otherwise. */
   state?: string;
   extraArgs?: string[];
+  /** Another node binary and berthd script (a bundle from the berth image) instead of bin/berthd.js. */
+  entry?: { node: string; script: string };
 }
 
 export interface TestDaemon {
@@ -43,8 +45,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   const configPath = join(base, 'config.toml');
   await writeFile(configPath, opts.config ?? '');
   const child = spawn(
-    process.execPath,
-    [BERTHD, '--config', configPath, '--root', root, '--state', state, '--socket', socket, '--log-level', 'debug', ...(opts.extraArgs ?? [])],
+    opts.entry?.node ?? process.execPath,
+    [opts.entry?.script ?? BERTHD, '--config', configPath, '--root', root, '--state', state, '--socket', socket, '--log-level', 'debug', ...(opts.extraArgs ?? [])],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

@@ -45,6 +45,8 @@ export interface FileSpec {
 export interface LayerSpec {
   files: Iterable<FileSpec> | AsyncIterable<FileSpec>;
   compression?: Compression;
+  /** gzip level (zlib's default, 6, when absent): 1 for big binaries where time beats size. */
+  gzipLevel?: number;
 }
 
 /** A blob kept in memory or in a file on disk. */
@@ -285,8 +287,8 @@ class DigestTap extends Transform {
   }
 }
 
-function compressor(compression: Compression): Transform {
-  if (compression === 'gzip') return createGzip();
+function compressor(compression: Compression, gzipLevel?: number): Transform {
+  if (compression === 'gzip') return createGzip(gzipLevel === undefined ? {} : { level: gzipLevel });
   if (compression === 'zstd') return createZstdCompress({ params: { [zlibConstants.ZSTD_c_compressionLevel]: 3 } });
   return new PassThrough();
 }
@@ -315,7 +317,7 @@ export async function buildLayer(spec: LayerSpec, outFile?: string): Promise<Bui
   const sink = memory?.sink ?? createWriteStream(outFile ?? '');
   await Promise.all([
     feedEntries(pack, spec.files),
-    pipeline(Readable.from(pack), uncompressed, compressor(compression), compressed, sink),
+    pipeline(Readable.from(pack), uncompressed, compressor(compression, spec.gzipLevel), compressed, sink),
   ]);
   const layer: BuiltLayer = { digest: compressed.digest(), diffId: uncompressed.digest(), size: compressed.bytes, compression };
   if (memory) layer.bytes = memory.bytes();

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Socket } from 'node:net';
-import { constants, deflateSync, inflateSync } from 'node:zlib';
+import { constants, createDeflate, inflateSync } from 'node:zlib';
 import { SPDY3_DICTIONARY } from '../../src/streaming/spdy/dictionary.ts';
 import {
   encodeData,
@@ -96,43 +96,48 @@ test('header blocks: counts and lengths as 32-bit words; lowercase names; repeat
   assert.throws(() => unpackHeaderBlock(hex('00000001 00000000 00000000')), /empty header name/);
 });
 
-test('header compression: one primed zlib stream per direction, readable by plain zlib', async () => {
+test('header compression: zlib with the SPDY/3 dictionary named, a sync flush after every block', () => {
   const c = new HeaderCompressor();
+  const blocks = [packHeaderBlock({ streamtype: 'stdin' }), packHeaderBlock({ streamtype: 'stdout' }), packHeaderBlock({})];
+  const wire = blocks.map((b) => c.compress(b));
+  // zlib header with FDICT, then the dictionary ID; later blocks carry no header.
+  assert.deepEqual(wire[0]?.subarray(0, 6), hex('78bb e3c6a7c2'));
+  assert.notEqual(wire[1]?.[0], 0x78);
+  // Each block ends with the empty stored block of a sync flush, so a reader hands out everything.
+  for (const w of wire) assert.deepEqual(w.subarray(-5), hex('000000ffff'));
+  // Plain zlib reads the concatenation as one stream.
+  const all = inflateSync(Buffer.concat(wire), { dictionary: SPDY3_DICTIONARY, finishFlush: constants.Z_SYNC_FLUSH });
+  assert.deepEqual(all, Buffer.concat(blocks));
   const d = new HeaderDecompressor();
-  try {
-    const blocks = [packHeaderBlock({ streamtype: 'stdin' }), packHeaderBlock({ streamtype: 'stdout' }), packHeaderBlock({ streamtype: 'stdout' })];
-    const wire: Buffer[] = [];
-    for (const b of blocks) wire.push(await c.compress(b));
-    // FDICT set, and the dictionary ID follows the 2-byte zlib header.
-    assert.equal((wire[0]?.[1] as number) & 0x20, 0x20);
-    assert.equal(wire[0]?.readUInt32BE(2), 0xe3c6a7c2);
-    // Later blocks refer back to earlier ones: the repeat is tiny.
-    assert.ok((wire[2]?.length as number) < (wire[1]?.length as number));
-    for (const [i, w] of wire.entries()) assert.deepEqual(await d.decompress(w), blocks[i]);
-    // An independent inflate of the concatenation sees the same bytes.
-    const all = inflateSync(Buffer.concat(wire), { dictionary: SPDY3_DICTIONARY, finishFlush: constants.Z_SYNC_FLUSH });
-    assert.deepEqual(all, Buffer.concat(blocks));
-  } finally {
-    c.close();
-    d.close();
-  }
+  for (const [i, w] of wire.entries()) assert.deepEqual(d.decompress(w), blocks[i]);
 });
 
-test('the decompressor takes a peer stream compressed without back-references, and refuses garbage', async () => {
+/** What Go's framer sends: one deflate stream primed with the dictionary, Z_SYNC_FLUSH per block. */
+async function deflatePerBlock(blocks: Buffer[]): Promise<Buffer[]> {
+  const z = createDeflate({ dictionary: SPDY3_DICTIONARY, level: 9 });
+  const chunks: Buffer[] = [];
+  z.on('data', (c: Buffer) => chunks.push(c));
+  const wire: Buffer[] = [];
+  for (const b of blocks) {
+    z.write(b);
+    await new Promise<void>((resolve) => z.flush(constants.Z_SYNC_FLUSH, () => resolve()));
+    wire.push(Buffer.concat(chunks.splice(0)));
+  }
+  z.close();
+  return wire;
+}
+
+test('the decompressor follows a compressing peer across blocks that refer back to earlier ones', async () => {
+  const blocks = Array.from({ length: 300 }, (_, i) => packHeaderBlock({ streamtype: i % 2 ? 'data' : 'error', port: '8080', requestid: String(i) }));
+  const wire = await deflatePerBlock(blocks);
+  // Later blocks are mostly back-references: far smaller than the first.
+  assert.ok((wire[299]?.length as number) < (wire[0]?.length as number) / 2);
   const d = new HeaderDecompressor();
-  try {
-    const block = packHeaderBlock({ streamtype: 'data', port: '8080', requestid: '0' });
-    const peer = deflateSync(block, { dictionary: SPDY3_DICTIONARY, level: 0, finishFlush: constants.Z_SYNC_FLUSH });
-    assert.deepEqual(unpackHeaderBlock(await d.decompress(peer)), { streamtype: 'data', port: '8080', requestid: '0' });
-  } finally {
-    d.close();
-  }
-  const bad = new HeaderDecompressor();
-  try {
-    await assert.rejects(bad.decompress(hex('deadbeef')), SpdyProtocolError);
-  } finally {
-    bad.close();
-  }
+  for (const [i, w] of wire.entries()) assert.deepEqual(d.decompress(w), blocks[i]);
+  assert.throws(() => new HeaderDecompressor().decompress(hex('deadbeef')), SpdyProtocolError);
+  const other = Buffer.from(wire[0] as Buffer);
+  other.writeUInt32BE(0x12345678, 2);
+  assert.throws(() => new HeaderDecompressor().decompress(other), /dictionary other than SPDY\/3/);
 });
 
 async function socketPair(): Promise<[Socket, Socket, () => void]> {
@@ -163,7 +168,7 @@ test('two sessions: streams open, carry data both ways, half-close, ping and go 
     const ss = await opened;
     assert.equal(ss.id, 1);
     assert.deepEqual(ss.headers, { streamtype: 'stdin', extra: 'x' });
-    await ss.reply();
+    ss.reply();
     await cs.replied;
     const serverGot = readAll(ss);
     const clientGot = readAll(cs);
@@ -190,7 +195,7 @@ test('a stream the server resets ends on the client, and the rest of the session
   try {
     server.on('stream', (s: SpdyStream) => {
       if (s.headers.streamtype === 'reset-me') return s.reset();
-      void s.reply();
+      s.reply();
       s.end(Buffer.alloc(3 * 1024 * 1024, 7));
     });
     const doomed = client.openStream({ streamtype: 'reset-me' });
@@ -214,7 +219,7 @@ test('a peer that announces a window is never sent more than it granted', async 
   try {
     const total = 200 * 1024;
     server.on('stream', (s: SpdyStream) => {
-      void s.reply();
+      s.reply();
       s.end(Buffer.alloc(total, 1));
     });
     // A hand-driven client: window 1000 for streams, the default 64 KiB for the session.
@@ -242,11 +247,10 @@ test('a peer that announces a window is never sent more than it granted', async 
       });
     });
     a.write(encodeSettings([{ id: 7, value: 1000 }]));
-    a.write(encodeSynStream(1, await compressor.compress(packHeaderBlock({ streamtype: 'x' })), { fin: true }));
+    a.write(encodeSynStream(1, compressor.compress(packHeaderBlock({ streamtype: 'x' })), { fin: true }));
     await finished;
     assert.equal(received, total);
   } finally {
-    compressor.close();
     server.destroy();
     a.destroy();
     done();

@@ -70,8 +70,8 @@ export class SpdyStream extends Duplex {
   }
 
   /** Answers an incoming stream (SYN_REPLY) so the peer may use it. */
-  reply(): Promise<void> {
-    return this.session.sendReply(this);
+  reply(): void {
+    this.session.sendReply(this);
   }
 
   /** Ends both directions at once (RST_STREAM), e.g. for a stream the server does not want. */
@@ -168,11 +168,6 @@ export class SpdySession extends EventEmitter {
   private lastPeerStreamId = 0;
   private nextPingId: number;
   private readonly pings = new Map<number, (err?: Error) => void>();
-  /** Chain of frame work: header (de)compression is async, and frames must keep their order. */
-  private inbound: Promise<void> = Promise.resolve();
-  private outbound: Promise<void> = Promise.resolve();
-  private pendingOut = 0;
-  private inboundBusy = 0;
   /**
    * Go's spdystream (kubectl, crictl, the kubelet) neither sends WINDOW_UPDATE nor honours it, so
    * windows bind our sending only once the peer shows it does flow control (SETTINGS with an
@@ -201,10 +196,8 @@ export class SpdySession extends EventEmitter {
       this.idleTimer.unref();
     }
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    // Frames still waiting for the header decompressor are handled before the session ends.
-    const ended = (): void => void this.inbound.then(() => this.destroy());
-    socket.on('end', ended);
-    socket.on('close', ended);
+    socket.on('end', () => this.destroy());
+    socket.on('close', () => this.destroy());
     socket.on('error', (err: Error) => this.destroy(`connection error: ${err.message}`));
   }
 
@@ -228,7 +221,7 @@ export class SpdySession extends EventEmitter {
       stream.localFin = true;
       stream.end();
     }
-    void this.sendHeaderFrame((block) => encodeSynStream(id, block, { fin: opts.fin }), headers).catch((err: unknown) => stream.destroy(err as Error));
+    this.writeFrame(encodeSynStream(id, this.compressor.compress(packHeaderBlock(headers)), { fin: opts.fin }));
     return stream;
   }
 
@@ -256,12 +249,9 @@ export class SpdySession extends EventEmitter {
       this.goneAway = true;
       this.writeFrame(encodeGoAway(this.lastPeerStreamId, GoAwayStatus.OK));
     }
-    void this.outbound.then(() => {
-      if (this.closed) return;
-      this.socket.end();
-      this.graceTimer = setTimeout(() => this.destroy(), CLOSE_GRACE_MS);
-      this.graceTimer.unref();
-    });
+    this.socket.end();
+    this.graceTimer = setTimeout(() => this.destroy(), CLOSE_GRACE_MS);
+    this.graceTimer.unref();
   }
 
   destroy(reason?: string): void {
@@ -276,16 +266,14 @@ export class SpdySession extends EventEmitter {
     this.streams.clear();
     for (const w of this.sessionWaiters) w();
     this.sessionWaiters = [];
-    this.compressor.close();
-    this.decompressor.close();
     this.socket.destroy();
     this.emit('close', this.closeReason);
   }
 
   // ---- used by SpdyStream ----
 
-  async sendReply(stream: SpdyStream): Promise<void> {
-    await this.sendHeaderFrame((block) => encodeSynReply(stream.id, block), {});
+  sendReply(stream: SpdyStream): void {
+    this.writeFrame(encodeSynReply(stream.id, this.compressor.compress(packHeaderBlock({}))));
   }
 
   sendReset(stream: SpdyStream, status: number): void {
@@ -343,28 +331,11 @@ export class SpdySession extends EventEmitter {
     this.idleTimer?.refresh();
   }
 
-  /** Writes a frame after any queued header frame; false when the socket buffer is full. */
+  /** Writes a frame; false when the socket buffer is full. */
   private writeFrame(frame: Buffer): boolean {
-    if (this.closed) return true;
+    if (this.closed || this.socket.writableEnded) return true;
     this.touch();
-    if (this.pendingOut === 0) return this.socket.write(frame);
-    this.outbound = this.outbound.then(() => {
-      if (!this.closed) this.socket.write(frame);
-    });
-    return true;
-  }
-
-  private sendHeaderFrame(build: (block: Buffer) => Buffer, headers: HeaderMap): Promise<void> {
-    this.pendingOut++;
-    const compressed = this.compressor.compress(packHeaderBlock(headers));
-    const done = this.outbound.then(async () => {
-      const block = await compressed;
-      if (!this.closed) this.socket.write(build(block));
-    });
-    this.outbound = done.catch(() => {}).finally(() => {
-      this.pendingOut--;
-    });
-    return done;
+    return this.socket.write(frame);
   }
 
   private drained(): Promise<void> {
@@ -389,20 +360,10 @@ export class SpdySession extends EventEmitter {
       this.protocolError(err as Error);
       return;
     }
-    for (const frame of frames) {
-      // Frames with header blocks wait for the decompressor; everything queued behind them waits too.
-      if (this.inboundBusy > 0 || frame.type === 'syn_stream' || frame.type === 'syn_reply' || frame.type === 'headers') {
-        this.inboundBusy++;
-        this.inbound = this.inbound
-          .then(() => this.handle(frame))
-          .catch((err: unknown) => this.protocolError(err as Error))
-          .finally(() => {
-            this.inboundBusy--;
-          });
-      } else {
-        // Runs synchronously: only header frames await, and none is pending.
-        this.handle(frame).catch((err: unknown) => this.protocolError(err as Error));
-      }
+    try {
+      for (const frame of frames) this.handle(frame);
+    } catch (err) {
+      this.protocolError(err as Error);
     }
   }
 
@@ -412,7 +373,7 @@ export class SpdySession extends EventEmitter {
     this.destroy(`SPDY protocol error: ${err.message}`);
   }
 
-  private async handle(frame: Frame): Promise<void> {
+  private handle(frame: Frame): void {
     if (this.closed) return;
     switch (frame.type) {
       case 'data': {
@@ -430,7 +391,7 @@ export class SpdySession extends EventEmitter {
         return;
       }
       case 'syn_stream': {
-        const headers = unpackHeaderBlock(await this.decompressor.decompress(frame.block));
+        const headers = unpackHeaderBlock(this.decompressor.decompress(frame.block));
         const peerParity = this.role === 'server' ? 1 : 0;
         if (frame.streamId % 2 !== peerParity || frame.streamId <= this.lastPeerStreamId) {
           this.writeFrame(encodeRstStream(frame.streamId, RstStatus.PROTOCOL_ERROR));
@@ -452,14 +413,14 @@ export class SpdySession extends EventEmitter {
         return;
       }
       case 'syn_reply': {
-        await this.decompressor.decompress(frame.block);
+        this.decompressor.decompress(frame.block);
         const stream = this.streams.get(frame.streamId);
         stream?.onReplied();
         if (stream && frame.fin) stream.finishRemote();
         return;
       }
       case 'headers': {
-        await this.decompressor.decompress(frame.block);
+        this.decompressor.decompress(frame.block);
         const stream = this.streams.get(frame.streamId);
         if (stream && frame.fin) stream.finishRemote();
         return;

@@ -1,0 +1,11 @@
+// RPCs of berth's own services served on the CRI socket (proto/berth/v1/), by service.
+import { unary, type AnyHandler } from './handlers.ts';
+import { setPins } from './set-pins.ts';
+import { listPins } from './list-pins.ts';
+
+export const BERTH_HANDLERS: Record<'Pins', Record<string, AnyHandler>> = {
+  Pins: {
+    SetPins: unary(setPins),
+    ListPins: unary(listPins),
+  },
+};

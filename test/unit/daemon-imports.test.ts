@@ -1,0 +1,49 @@
+// berthd must not load the controller's or installer's code: its import graph (from bin/berthd.js) holds
+// no src/controller/ or src/installer/ file and no @kubernetes/* package. The controller's own graph may use the
+// daemon's modules (the CRI client, reference parsing), never the other way round.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { dirname, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const IMPORT_RE = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+
+async function graph(entry: string): Promise<{ files: Set<string>; packages: Set<string> }> {
+  const files = new Set<string>();
+  const packages = new Set<string>();
+  const todo = [resolve(repo, entry)];
+  while (todo.length > 0) {
+    const file = todo.pop() as string;
+    if (files.has(file)) continue;
+    files.add(file);
+    const text = await readFile(file, 'utf8');
+    for (const m of text.matchAll(IMPORT_RE)) {
+      const spec = m[1] ?? m[2] ?? '';
+      if (spec.startsWith('.')) todo.push(resolve(dirname(file), spec));
+      else if (!spec.startsWith('node:')) packages.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : (spec.split('/')[0] ?? spec));
+    }
+  }
+  return { files, packages };
+}
+
+test('berthd loads no controller or installer code and no Kubernetes client', async () => {
+  const { files, packages } = await graph('bin/berthd.js');
+  assert.ok(files.size > 20, `walked ${files.size} files`);
+  const controller = [...files].map((f) => relative(repo, f)).filter((f) => f.startsWith('src/controller/') || f.startsWith('src/installer/'));
+  assert.deepEqual(controller, []);
+  assert.deepEqual([...packages].filter((p) => p.startsWith('@kubernetes/')), []);
+});
+
+test('the installer loads no controller code and no Kubernetes client', async () => {
+  const { files, packages } = await graph('bin/berth-install.js');
+  assert.ok([...files].some((f) => relative(repo, f).startsWith('src/installer/')), 'the walk reaches src/installer/');
+  assert.deepEqual([...files].map((f) => relative(repo, f)).filter((f) => f.startsWith('src/controller/')), []);
+  assert.deepEqual([...packages].filter((p) => p.startsWith('@kubernetes/')), []);
+});
+
+test('the controller graph does include client-node (the walk can see it)', async () => {
+  const { packages } = await graph('bin/berth-controller.js');
+  assert.ok(packages.has('@kubernetes/client-node'), [...packages].join(', '));
+});

@@ -25,9 +25,10 @@ import { Informer, type WatchTiming } from './informer.ts';
 import type { Metrics } from './metrics.ts';
 import { Prefetcher, setCondition } from './prefetcher.ts';
 import { jittered, sleep } from './backoff.ts';
+import { KubeletSwitch, type SwitchNode } from './kubelet-switch.ts';
 
-interface Node extends KubeObject {
-  status?: { nodeInfo?: { containerRuntimeVersion?: string }; runtimeHandlers?: { name: string }[] };
+interface Node extends SwitchNode {
+  status?: SwitchNode['status'] & { runtimeHandlers?: { name: string }[] };
 }
 
 interface RuntimeClass extends KubeObject {
@@ -58,6 +59,8 @@ export interface AgentOptions {
   /** Pin owner name in berthd. */
   pinOwner: string;
   timeScale: number;
+  /** How long the Node has, after the host's switch unit succeeded, to be Ready on berth (ms). */
+  switchTimeoutMs: number;
 }
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -68,6 +71,7 @@ export class NodeAgent {
   readonly #prefetches: Informer<ImagePrefetch>;
   readonly #classes: Informer<RuntimeClass>;
   readonly #prefetcher: Prefetcher;
+  readonly #switch: KubeletSwitch;
   #runtime: RuntimeView = { reachable: false, ready: false, version: '', handlers: [], message: 'not asked yet' };
   #conditions: Condition[] = [];
   #berthNodeExists = false;
@@ -88,6 +92,17 @@ export class NodeAgent {
     });
     this.#prefetches = new Informer<ImagePrefetch>(options.kube, { ...common, name: 'imageprefetches', path: resourcePath(GROUP, VERSION, 'imageprefetches') });
     this.#classes = new Informer<RuntimeClass>(options.kube, { ...common, name: 'runtimeclasses', path: resourcePath('node.k8s.io', 'v1', 'runtimeclasses') });
+    this.#switch = new KubeletSwitch({
+      nodeName: options.nodeName,
+      kube: options.kube,
+      cri: options.cri,
+      log: options.log,
+      readyTimeoutMs: options.switchTimeoutMs,
+      onCondition: (c) => {
+        this.#conditions = setCondition(this.#conditions, c);
+      },
+      onNode: (n) => this.#nodes.store.set(options.nodeName, n),
+    });
     this.#prefetcher = new Prefetcher({ cri: options.cri, kube: options.kube, log: options.log, metrics: options.metrics, onChange: () => this.#kick(), timeScale: options.timeScale });
   }
 
@@ -113,7 +128,8 @@ export class NodeAgent {
       this.#runtime = await this.#probeRuntime();
       // A berthd that went away may come back with another root: state the pins again then.
       if (!this.#runtime.reachable) this.#lastPins = undefined;
-      if (JSON.stringify(this.#runtime) !== before) this.#kick();
+      // A switch in progress is followed by polling berthd's SwitchStatus and the Node.
+      if (JSON.stringify(this.#runtime) !== before || this.#switch.active(this.#nodes.store.get(this.#o.nodeName))) this.#kick();
       await sleep(this.#o.runtimePollMs, signal);
     }
   }
@@ -187,6 +203,9 @@ export class NodeAgent {
       if (this.#runtime.reachable) ok = (await this.#syncPins()) && ok;
     }
     if (node && labels) ok = (await this.#patchLabels(node, labels)) && ok;
+    // The node as the label patch left it: the switch's writes are guarded by its resourceVersion.
+    const current = this.#nodes.store.get(this.#o.nodeName);
+    if (current) ok = (await this.#switch.reconcile(current)) && ok;
     if (node) ok = (await this.#writeStatus(node)) && ok;
     return ok;
   }

@@ -11,6 +11,7 @@ import { FakeApiServer } from '../helpers/fake-apiserver.ts';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 import { startController, TEST_TIMING, waitFor, type RunningController } from '../helpers/controller.ts';
 import type { BerthNode, Condition } from '../../src/controller/api.ts';
+import { status as grpcStatus } from '@grpc/grpc-js';
 
 type Obj = Record<string, unknown>;
 interface Taint {
@@ -27,10 +28,11 @@ interface NodeObj {
 const OTHER_TAINT: Taint = { key: 'dedicated', value: 'infra', effect: 'NoSchedule' };
 const SWITCHING_TAINT = 'berth.io/switching';
 
-// Records "argv" per call in $0's directory/calls; exits with the number in exit-<verb> (default 0),
-// saying what systemd-run --wait says about a failed unit.
+// Records "argv" per call in $0's directory/calls, waits while a file "hold" is there, and exits
+// with the number in exit-<verb> (default 0), saying what systemd-run --wait says of a failed unit.
 const RECORDER = `dir=$(dirname "$0")
 printf '%s\\n' "$*" >> "$dir/calls"
+while [ -e "$dir/hold" ]; do sleep 0.05; done
 verb=switch
 for a in "$@"; do [ "$a" = revert ] && verb=revert; done
 code=$(cat "$dir/exit-$verb" 2>/dev/null || echo 0)
@@ -190,5 +192,28 @@ describe('kubelet switch (node agent → berthd → host unit)', () => {
     assert.deepEqual((await calls(n)).map((c) => c.split(' -- ')[1]), ['berth-install switch --drained --apply --host-root /', 'berth-install revert --apply --host-root /']);
     assert.match(condition(n.name)?.message ?? '', /not Ready with a berth:\/\/ runtime within 2 s/);
     assert.deepEqual(forbidden(), []);
+  });
+
+  test('berthd: bad requests get clear errors; one operation at a time; the same one asked again is not started twice', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-switch-'));
+    await writeFile(join(dir, 'recorder.sh'), RECORDER);
+    await writeFile(join(dir, 'hold'), '');
+    const daemon = await startDaemon({ config: `[node]\nsystemd_run = ["/bin/sh", ${JSON.stringify(join(dir, 'recorder.sh'))}]\ninstall_command = ["berth-install"]\n` });
+    try {
+      const call = (req: object) => daemon.client.call<{ state: string; revert: boolean; message: string }>('node', 'SwitchKubelet', req);
+      assert.equal((await daemon.client.call<{ state: string }>('node', 'SwitchStatus', {})).state, 'SWITCH_STATE_IDLE');
+      await assert.rejects(call({}), (e: { code: number; details: string }) => e.code === grpcStatus.FAILED_PRECONDITION && /cordon and drain the node first/.test(e.details));
+      await assert.rejects(call({ drained: true, revert: true }), (e: { code: number }) => e.code === grpcStatus.INVALID_ARGUMENT);
+      assert.equal((await call({ drained: true })).state, 'SWITCH_STATE_RUNNING');
+      assert.equal((await call({ drained: true })).state, 'SWITCH_STATE_RUNNING');
+      await assert.rejects(call({ revert: true }), (e: { code: number; details: string }) => e.code === grpcStatus.FAILED_PRECONDITION && /a kubelet switch is running/.test(e.details));
+      await rm(join(dir, 'hold'));
+      await waitFor(async () => (await daemon.client.call<{ state: string }>('node', 'SwitchStatus', {})).state === 'SWITCH_STATE_SUCCEEDED', 15_000, 'switch succeeded');
+      assert.equal((await readFile(join(dir, 'calls'), 'utf8')).trim().split('\n').length, 1, 'started once');
+    } finally {
+      await rm(join(dir, 'hold'), { force: true });
+      await daemon.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -291,7 +291,7 @@ export class NodeAgent {
   }
 
   async #writeStatus(node: Node): Promise<boolean> {
-    const status = this.#status(node);
+    let status = this.#status(node);
     const text = JSON.stringify(status);
     if (text === this.#lastStatus) return true;
     const { kube, nodeName, log } = this.#o;
@@ -304,11 +304,18 @@ export class NodeAgent {
           await kube.create(resourcePath(GROUP, VERSION, 'berthnodes'), body);
         } catch (err) {
           if (!(err instanceof ApiError && err.code === 409)) throw err;
+          // An earlier agent's: keep what only it knew, how the last kubelet switch went (the
+          // switch itself restarts this agent).
+          const old = (await kube.get<BerthNode>(path)).status?.conditions?.find((c) => c.type === 'KubeletSwitch');
+          if (old && !this.#conditions.some((c) => c.type === old.type)) {
+            this.#conditions = [...this.#conditions, old].sort((a, b) => a.type.localeCompare(b.type));
+            status = this.#status(node);
+          }
         }
         this.#berthNodeExists = true;
       }
       await kube.patch(`${path}/status`, { status });
-      this.#lastStatus = text;
+      this.#lastStatus = JSON.stringify(status);
       this.#o.metrics.inc('berth_controller_status_writes_total', { kind: 'BerthNode' });
       return true;
     } catch (err) {

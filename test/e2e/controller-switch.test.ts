@@ -180,6 +180,12 @@ describe('kubelet switch (node agent → berthd → host unit)', () => {
     const cond = await waitFor(() => (condition(n.name)?.reason === 'SwitchFailed' ? condition(n.name) : undefined), 15_000, 'SwitchFailed condition', explain(n));
     assert.match(cond.message, /status=3/);
     assert.deepEqual(taints(n.name), [OTHER_TAINT]);
+    // A new agent (the revert restarts the kubelet) keeps the reason in the BerthNode.
+    await n.agent.stop();
+    const writes = api.writeLog.filter((w) => w.resource === 'berthnodes/status' && w.name === n.name).length;
+    n.agent = await startAgent(n, 20_000);
+    await waitFor(() => api.writeLog.filter((w) => w.resource === 'berthnodes/status' && w.name === n.name).length > writes, 15_000, 'the new agent wrote status', explain(n));
+    assert.deepEqual(condition(n.name), cond);
     assert.deepEqual(forbidden(), []);
   });
 

@@ -10,7 +10,11 @@
 // monitor and infra processes (conmon / shim / pause: PSS from smaps_rollup). Not a test: it
 // asserts nothing, it measures.
 //
-//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd]
+// With --berth-log FILE, berthd logs at debug level to FILE: its per-step timings of RunPodSandbox,
+// CreateContainer, RemoveContainer and the sandbox teardown (`ms` fields) show where the time goes.
+//
+//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd] [--berth-log FILE]
+import { openSync, closeSync } from 'node:fs';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
@@ -29,6 +33,7 @@ const { values } = parseArgs({
     density: { type: 'string', default: '30' },
     only: { type: 'string' },
     rounds: { type: 'string', default: '1' },
+    'berth-log': { type: 'string' },
   },
 });
 const PODS = Number(values.pods);
@@ -61,9 +66,12 @@ const berth: Runtime = {
     const socket = join(dir, 'berth.sock');
     const config = ['[network]', `cni_conf_dir = "${env.cniDir}"`, 'cni_bin_dirs = ["/usr/lib/cni"]', ''].join('\n');
     await writeFile(join(dir, 'config.toml'), config);
-    const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'inherit'],
+    const logFile = values['berth-log'];
+    const stderr = logFile ? openSync(logFile, 'a') : 'inherit';
+    const child = spawn(process.execPath, [BERTHD, '--config', join(dir, 'config.toml'), '--root', join(dir, 'root'), '--state', join(dir, 'state'), '--socket', socket, '--log-level', logFile ? 'debug' : 'warn'], {
+      stdio: ['ignore', 'ignore', stderr],
     });
+    if (typeof stderr === 'number') closeSync(stderr);
     return { child, socket };
   },
 };

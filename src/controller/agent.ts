@@ -1,9 +1,9 @@
 // The node agent: acts for its own node only, through the local berthd's socket. It labels the
-// Node (berth.io/ keys only, merge-patch), checks that berth's RuntimeClasses name handlers this
-// node has, runs the ImagePrefetches that match the node, keeps their images pinned in berthd, and
-// reports all of it in the node's own BerthNode (status written on change, coalesced). While the
-// API server is unreachable it keeps pulling from its cached view and writes nothing but the
-// latest status once the server is back.
+// Node (berth.io/ keys only, merge-patch), drives the kubelet switch (kubelet-switch.ts), checks
+// that berth's RuntimeClasses name handlers this node has, runs the ImagePrefetches that match the
+// node, keeps their images pinned in berthd, and reports all of it in the node's own BerthNode
+// (status written on change, coalesced). While the API server is unreachable it keeps pulling from
+// its cached view and writes nothing but the latest status once the server is back.
 import type { Logger } from 'pino';
 import type { CriClient } from '../client/cri-client.ts';
 import {

@@ -17,6 +17,7 @@ import {
   LABEL_RUNTIME,
   LABEL_HANDLER_PREFIX,
   NODE_NAME_CLAIM,
+  TAINT_SWITCHING,
   PREFETCH_BOUNDS as B,
   PREFETCH_DEFAULTS as D,
   VERSION,
@@ -247,6 +248,8 @@ function rbac(ns: string): Obj[] {
     sa('berth-node'),
     role('berth-node', [
       { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] },
+      // The kubelet switch checks the node is drained (pods listed by spec.nodeName).
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
       { apiGroups: [GROUP], resources: ['berthnodes', 'berthnodes/status'], verbs: ['get', 'create', 'patch'] },
       { apiGroups: [GROUP], resources: ['imageprefetches'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get', 'list', 'watch'] },
@@ -267,13 +270,15 @@ function rbac(ns: string): Obj[] {
 
 /**
  * The node agent may change only its own Node and BerthNode (the node named in its token), and on
- * the Node only berth.io/ labels. Written in plain CEL (no optional syntax) so it runs on every
+ * the Node only berth.io/ labels and the kubelet switch's taint. Written in plain CEL (no optional syntax) so it runs on every
  * apiserver that has admissionregistration.k8s.io/v1 (1.30+).
  */
 function admissionPolicy(ns: string): Obj[] {
   const user = `system:serviceaccount:${ns}:berth-node`;
   const nonBerth = (m: string): string => `${m}.filter(k, !k.startsWith('berth.io/'))`;
   const labels = (o: string): string => `(has(${o}.metadata.labels) ? ${o}.metadata.labels : {})`;
+  const taints = (o: string): string => `(has(${o}.spec.taints) ? ${o}.spec.taints : [])`;
+  const switching = (o: string, op: '==' | '!='): string => `${taints(o)}.filter(t, t.key ${op} '${TAINT_SWITCHING}')`;
   return [
     {
       apiVersion: 'admissionregistration.k8s.io/v1',
@@ -310,9 +315,14 @@ function admissionPolicy(ns: string): Obj[] {
               `request.resource.resource != 'nodes' || (` +
               `${nonBerth(labels('object'))}.all(k, k in ${labels('oldObject')} && ${labels('oldObject')}[k] == ${labels('object')}[k]) && ` +
               `${nonBerth(labels('oldObject'))}.all(k, k in ${labels('object')}) && ` +
-              `object.spec == oldObject.spec && ` +
+              // spec: only the switch's own taint may come and go (NoSchedule, no value).
+              `object.spec.all(k, k == 'taints' || (k in oldObject.spec && oldObject.spec[k] == object.spec[k])) && ` +
+              `oldObject.spec.all(k, k == 'taints' || k in object.spec) && ` +
+              `${switching('object', '!=')} == ${switching('oldObject', '!=')} && ` +
+              `size(${switching('object', '==')}) <= 1 && ` +
+              `${switching('object', '==')}.all(t, t.effect == 'NoSchedule' && !has(t.value)) && ` +
               `(has(object.metadata.annotations) ? object.metadata.annotations : {}) == (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}))`,
-            message: 'berth-node may change only berth.io/ labels on its Node',
+            message: `berth-node may change only berth.io/ labels and the ${TAINT_SWITCHING}:NoSchedule taint on its Node`,
             reason: 'Forbidden',
           },
         ],

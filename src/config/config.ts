@@ -54,6 +54,15 @@ export interface BerthConfig {
     /** Seconds without traffic before a session is closed; 0 = never. */
     idleTimeout: number;
   };
+  /** Host operations berthd runs for the node agent (berth.v1.Node): the kubelet switch. */
+  node: {
+    /** Program and leading arguments that start a transient host unit (`systemd-run`). */
+    systemdRun: string[];
+    /** Program and leading arguments of berth-install as the host runs it. */
+    installCommand: string[];
+    /** Deadline of one switch or revert unit, seconds. */
+    switchTimeoutSeconds: number;
+  };
 }
 
 /**
@@ -125,6 +134,11 @@ export function defaultConfig(): BerthConfig {
       pluginTimeoutSeconds: 60,
     },
     streaming: { address: '127.0.0.1', port: 0, idleTimeout: 4 * 3600 },
+    node: {
+      systemdRun: ['systemd-run'],
+      installCommand: ['/opt/berth/current/bin/node', '/opt/berth/current/lib/berth-install.js'],
+      switchTimeoutSeconds: 600,
+    },
   };
 }
 
@@ -312,6 +326,17 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     streaming.done();
     if ((cfg.streaming.tlsCert === undefined) !== (cfg.streaming.tlsKey === undefined)) {
       throw new ConfigError('streaming.tls_cert and streaming.tls_key go together');
+    }
+  }
+
+  const node = top.subtable('node');
+  if (node) {
+    cfg.node.systemdRun = node.strings('systemd_run') ?? cfg.node.systemdRun;
+    cfg.node.installCommand = node.strings('install_command') ?? cfg.node.installCommand;
+    cfg.node.switchTimeoutSeconds = node.int('switch_timeout', 1, 24 * 3600) ?? cfg.node.switchTimeoutSeconds;
+    node.done();
+    for (const [key, argv] of [['systemd_run', cfg.node.systemdRun], ['install_command', cfg.node.installCommand]] as const) {
+      if (argv.length === 0 || argv[0] === '') throw new ConfigError(`node.${key} must name a program (a non-empty array of strings)`);
     }
   }
   top.done();

@@ -26,6 +26,7 @@ import type { PodContainers, SandboxService } from '../sandbox/service.ts';
 import { RecordDir } from '../store/record-dir.ts';
 import { alreadyExists, BerthError, errorMessage, failedPrecondition, invalidArgument, notFound } from '../util/errors.ts';
 import { KeyedMutex } from '../util/keyed-mutex.ts';
+import { StepClock } from '../util/step-clock.ts';
 import { findBinary } from '../runtime-probe.ts';
 import { ContainerEvents, type ContainerEventKind } from './events.ts';
 import { isContainerRecord, type ContainerRecord } from './record.ts';
@@ -196,12 +197,13 @@ export class ContainerService implements PodContainers {
     const holder = `container/${id}`;
     let conmonPid = 0;
     let created = false;
+    const clock = new StepClock();
     try {
-      const image = await this.images.lease(holder, config.image?.image ?? '');
+      const image = await clock.time('lease', this.images.lease(holder, config.image?.image ?? ''));
       await mkdir(bundle, { recursive: true, mode: 0o700 });
-      await mountRootfs({ layerDir, target: rootfs }, image.lowerDirs, signal);
+      await clock.time('rootfs', mountRootfs({ layerDir, target: rootfs }, image.lowerDirs, signal));
       const taken = new Set(config.mounts.map((m) => m.container_path.replace(/(.)\/$/, '$1')));
-      const volumes = await imageVolumes(layerDir, rootfs, Object.keys(image.config.config?.Volumes ?? {}), taken, signal);
+      const volumes = await clock.time('volumes', imageVolumes(layerDir, rootfs, Object.keys(image.config.config?.Volumes ?? {}), taken, signal));
       let targetPid: number | undefined;
       const nsOpts = config.linux?.security_context?.namespace_options;
       if (nsOpts?.pid === 'TARGET') {
@@ -212,6 +214,7 @@ export class ContainerService implements PodContainers {
       const cgroupsPath = this.cgroupsPath(sandbox, id);
       const built = await buildSpec({ config, sandbox, image: image.config, rootfs, volumes, cgroupsPath, targetPid, oomScoreAdjFloor: this.oomFloor, cgroupVersion: this.cgroupVersion });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(built.spec));
+      clock.mark('spec');
 
       const logDir = sandbox.config.log_directory;
       const logPath = logDir && config.log_path ? join(logDir, config.log_path) : '';
@@ -219,7 +222,7 @@ export class ContainerService implements PodContainers {
       const stopSignal = signalName(config.stop_signal) ?? image.config.config?.StopSignal ?? 'SIGTERM';
 
       created = true;
-      const started = await conmonCreate({
+      const started = await clock.time('conmon+create', conmonCreate({
         conmonPath: this.config.runtime.conmonPath,
         runtime: rt,
         id,
@@ -236,7 +239,7 @@ export class ContainerService implements PodContainers {
         systemdCgroup: this.config.cgroupDriver === 'systemd',
         timeoutMs: 60_000,
         signal,
-      });
+      }));
       conmonPid = started.conmonPid;
       const rec: ContainerRecord = {
         id,
@@ -265,7 +268,8 @@ export class ContainerService implements PodContainers {
         stopSignal,
         cgroupsPath,
       };
-      await this.records.put(rec);
+      await clock.time('record', this.records.put(rec));
+      this.log.debug({ container: id, ms: clock.marks }, 'CreateContainer steps');
       this.emit(rec, 'CONTAINER_CREATED_EVENT');
       this.log.info({ container: id, sandbox: sandbox.id, name: key }, 'container created');
       return rec;
@@ -283,10 +287,11 @@ export class ContainerService implements PodContainers {
   }
 
   /** Removes everything a container has on the host, in the order that cannot strand anything. */
-  private async cleanup(id: string, rt: OciRuntime | undefined, o: { conmonPid: number; created: boolean }): Promise<void> {
+  private async cleanup(id: string, rt: OciRuntime | undefined, o: { conmonPid: number; created: boolean; exited?: boolean }, clock = new StepClock()): Promise<void> {
     if (rt && o.created) {
-      await rt.kill(id, 'SIGKILL').catch(() => undefined);
-      await rt.delete(id);
+      // A container known to have exited needs no kill (one runc exec less on RemoveContainer).
+      if (!o.exited) await clock.time('runtime-kill', rt.kill(id, 'SIGKILL').catch(() => undefined));
+      await clock.time('runtime-delete', rt.delete(id));
     }
     // A create cut off by its deadline may have left conmon running before berth learnt its PID.
     const conmonPid = o.conmonPid || Number((await readFile(join(this.bundle(id), 'conmon.pid'), 'utf8').catch(() => '')).trim());
@@ -297,11 +302,12 @@ export class ContainerService implements PodContainers {
         // already gone
       }
     }
-    await unmountRootfs({ layerDir: this.layerDir(id), target: join(this.bundle(id), 'rootfs') });
-    await rm(this.bundle(id), { recursive: true, force: true });
-    await removeLayer(this.layerDir(id));
+    clock.mark('conmon');
+    await clock.time('unmount', unmountRootfs({ layerDir: this.layerDir(id), target: join(this.bundle(id), 'rootfs') }));
+    await clock.time('rm-bundle', rm(this.bundle(id), { recursive: true, force: true }));
+    await clock.time('rm-layer', removeLayer(this.layerDir(id)));
     await rm(join(this.exitDir, id), { force: true });
-    await this.images.releaseLease(`container/${id}`);
+    await clock.time('lease', this.images.releaseLease(`container/${id}`));
   }
 
   async start(idOrPrefix: string, signal: AbortSignal): Promise<void> {
@@ -422,9 +428,13 @@ export class ContainerService implements PodContainers {
     await this.locks.run(found.id, async () => {
       const rec = this.records.get(found.id);
       if (!rec) return;
+      const clock = new StepClock();
       if (rec.state !== 'exited') await this.stopLocked(rec.id, 0, signal).catch((err: unknown) => this.log.warn({ container: rec.id, err: errorMessage(err) }, 'container did not stop cleanly before removal'));
-      await this.cleanup(rec.id, this.runtime(rec.runtimeHandler), { conmonPid: rec.conmonPid, created: true });
-      await this.records.remove(rec.id);
+      clock.mark('stop');
+      const exited = this.records.get(rec.id)?.state === 'exited';
+      await this.cleanup(rec.id, this.runtime(rec.runtimeHandler), { conmonPid: rec.conmonPid, created: true, exited }, clock);
+      await clock.time('record', this.records.remove(rec.id));
+      this.log.debug({ container: rec.id, ms: clock.marks }, 'RemoveContainer steps');
       this.emit(rec, 'CONTAINER_DELETED_EVENT');
       this.log.info({ container: rec.id }, 'container removed');
     });

@@ -1,9 +1,9 @@
 // The node agent: acts for its own node only, through the local berthd's socket. It labels the
-// Node (berth.io/ keys only, merge-patch), checks that berth's RuntimeClasses name handlers this
-// node has, runs the ImagePrefetches that match the node, keeps their images pinned in berthd, and
-// reports all of it in the node's own BerthNode (status written on change, coalesced). While the
-// API server is unreachable it keeps pulling from its cached view and writes nothing but the
-// latest status once the server is back.
+// Node (berth.io/ keys only, merge-patch), drives the kubelet switch (kubelet-switch.ts), checks
+// that berth's RuntimeClasses name handlers this node has, runs the ImagePrefetches that match the
+// node, keeps their images pinned in berthd, and reports all of it in the node's own BerthNode
+// (status written on change, coalesced). While the API server is unreachable it keeps pulling from
+// its cached view and writes nothing but the latest status once the server is back.
 import type { Logger } from 'pino';
 import type { CriClient } from '../client/cri-client.ts';
 import {
@@ -25,9 +25,10 @@ import { Informer, type WatchTiming } from './informer.ts';
 import type { Metrics } from './metrics.ts';
 import { Prefetcher, setCondition } from './prefetcher.ts';
 import { jittered, sleep } from './backoff.ts';
+import { KubeletSwitch, type SwitchNode } from './kubelet-switch.ts';
 
-interface Node extends KubeObject {
-  status?: { nodeInfo?: { containerRuntimeVersion?: string }; runtimeHandlers?: { name: string }[] };
+interface Node extends SwitchNode {
+  status?: SwitchNode['status'] & { runtimeHandlers?: { name: string }[] };
 }
 
 interface RuntimeClass extends KubeObject {
@@ -58,6 +59,8 @@ export interface AgentOptions {
   /** Pin owner name in berthd. */
   pinOwner: string;
   timeScale: number;
+  /** How long the Node has, after the host's switch unit succeeded, to be Ready on berth (ms). */
+  switchTimeoutMs: number;
 }
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -68,6 +71,7 @@ export class NodeAgent {
   readonly #prefetches: Informer<ImagePrefetch>;
   readonly #classes: Informer<RuntimeClass>;
   readonly #prefetcher: Prefetcher;
+  readonly #switch: KubeletSwitch;
   #runtime: RuntimeView = { reachable: false, ready: false, version: '', handlers: [], message: 'not asked yet' };
   #conditions: Condition[] = [];
   #berthNodeExists = false;
@@ -88,6 +92,17 @@ export class NodeAgent {
     });
     this.#prefetches = new Informer<ImagePrefetch>(options.kube, { ...common, name: 'imageprefetches', path: resourcePath(GROUP, VERSION, 'imageprefetches') });
     this.#classes = new Informer<RuntimeClass>(options.kube, { ...common, name: 'runtimeclasses', path: resourcePath('node.k8s.io', 'v1', 'runtimeclasses') });
+    this.#switch = new KubeletSwitch({
+      nodeName: options.nodeName,
+      kube: options.kube,
+      cri: options.cri,
+      log: options.log,
+      readyTimeoutMs: options.switchTimeoutMs,
+      onCondition: (c) => {
+        this.#conditions = setCondition(this.#conditions, c);
+      },
+      onNode: (n) => this.#nodes.store.set(options.nodeName, n),
+    });
     this.#prefetcher = new Prefetcher({ cri: options.cri, kube: options.kube, log: options.log, metrics: options.metrics, onChange: () => this.#kick(), timeScale: options.timeScale });
   }
 
@@ -113,7 +128,8 @@ export class NodeAgent {
       this.#runtime = await this.#probeRuntime();
       // A berthd that went away may come back with another root: state the pins again then.
       if (!this.#runtime.reachable) this.#lastPins = undefined;
-      if (JSON.stringify(this.#runtime) !== before) this.#kick();
+      // A switch in progress is followed by polling berthd's SwitchStatus and the Node.
+      if (JSON.stringify(this.#runtime) !== before || this.#switch.active(this.#nodes.store.get(this.#o.nodeName))) this.#kick();
       await sleep(this.#o.runtimePollMs, signal);
     }
   }
@@ -187,6 +203,9 @@ export class NodeAgent {
       if (this.#runtime.reachable) ok = (await this.#syncPins()) && ok;
     }
     if (node && labels) ok = (await this.#patchLabels(node, labels)) && ok;
+    // The node as the label patch left it: the switch's writes are guarded by its resourceVersion.
+    const current = this.#nodes.store.get(this.#o.nodeName);
+    if (current) ok = (await this.#switch.reconcile(current)) && ok;
     if (node) ok = (await this.#writeStatus(node)) && ok;
     return ok;
   }
@@ -272,7 +291,7 @@ export class NodeAgent {
   }
 
   async #writeStatus(node: Node): Promise<boolean> {
-    const status = this.#status(node);
+    let status = this.#status(node);
     const text = JSON.stringify(status);
     if (text === this.#lastStatus) return true;
     const { kube, nodeName, log } = this.#o;
@@ -285,11 +304,18 @@ export class NodeAgent {
           await kube.create(resourcePath(GROUP, VERSION, 'berthnodes'), body);
         } catch (err) {
           if (!(err instanceof ApiError && err.code === 409)) throw err;
+          // An earlier agent's: keep what only it knew, how the last kubelet switch went (the
+          // switch itself restarts this agent).
+          const old = (await kube.get<BerthNode>(path)).status?.conditions?.find((c) => c.type === 'KubeletSwitch');
+          if (old && !this.#conditions.some((c) => c.type === old.type)) {
+            this.#conditions = [...this.#conditions, old].sort((a, b) => a.type.localeCompare(b.type));
+            status = this.#status(node);
+          }
         }
         this.#berthNodeExists = true;
       }
       await kube.patch(`${path}/status`, { status });
-      this.#lastStatus = text;
+      this.#lastStatus = JSON.stringify(status);
       this.#o.metrics.inc('berth_controller_status_writes_total', { kind: 'BerthNode' });
       return true;
     } catch (err) {

@@ -9,6 +9,10 @@ export const LABEL_PREFIX = 'berth.io/';
 export const LABEL_RUNTIME = 'berth.io/runtime';
 export const LABEL_VERSION = 'berth.io/version';
 export const LABEL_HANDLER_PREFIX = 'berth.io/handler.';
+/** The kubelet switch: an admin sets `requested` or `revert`; the agent moves it on from there. */
+export const LABEL_SWITCH = 'berth.io/switch';
+/** The one taint the agent may set (NoSchedule), while the kubelet is being moved. */
+export const TAINT_SWITCHING = 'berth.io/switching';
 /** The token claim naming the node a projected service-account token was bound to. */
 export const NODE_NAME_CLAIM = 'authentication.kubernetes.io/node-name';
 

@@ -35,6 +35,8 @@ Tuning (defaults suit production; tests shrink them):
   --runtime-poll-ms N      how often berthd's CRI Status is asked (default 10000)
   --status-interval-ms N   shortest gap between status writes (default 250 agent, 1000 aggregator)
   --time-scale F           multiplies ImagePrefetch jitter, backoff and refresh seconds (default 1)
+  --switch-timeout-ms N    how long the kubelet has, after the host's switch unit ended, to be Ready
+                           on berth before the agent reverts it (default 600000)
   -h, --help, --version
 `;
 
@@ -72,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
         'backoff-ms': { type: 'string' },
         'page-size': { type: 'string' },
         'runtime-poll-ms': { type: 'string' },
+        'switch-timeout-ms': { type: 'string' },
         'status-interval-ms': { type: 'string' },
         'time-scale': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -140,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
         statusIntervalMs: num(values['status-interval-ms'], '--status-interval-ms', 250),
         pinOwner: 'node-agent',
         timeScale: num(values['time-scale'], '--time-scale', 1),
+        switchTimeoutMs: num(values['switch-timeout-ms'], '--switch-timeout-ms', 600_000),
       });
       ready = () => agent.runtimeReady();
       work = agent.run(ac.signal);

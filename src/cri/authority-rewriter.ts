@@ -8,6 +8,12 @@
 // invalid `:authority` for `localhost`, and re-emits the block as plain literals "without
 // indexing", so the server's HPACK table stays empty and can never drift from the client's.
 // All other frames pass through byte for byte.
+//
+// A client's `:authority` is fixed per connection (gRPC takes it from the dial target). So when
+// the first header block needs no rewrite it goes through verbatim, and from then on the whole
+// connection does, unparsed: the server's HPACK decoder has seen every byte the client's encoder
+// produced, so their tables agree. Only connections that were rewritten once stay decoded, which
+// keeps the per-call cost of every other client at that of a plain pipe.
 import { Transform, type TransformCallback } from 'node:stream';
 import hpack, { type Decompressor, type HeaderField } from 'hpack.js';
 
@@ -34,6 +40,8 @@ interface HeaderBlock {
   /** PUSH_PROMISE's promised stream ID and/or HEADERS' priority fields, kept verbatim. */
   prefix: Buffer;
   fragments: Buffer[];
+  /** The frames as received, for passing the block on verbatim. */
+  raw: Buffer[];
 }
 
 /** HPACK integer with an N-bit prefix (RFC 7541 §5.1). */
@@ -59,8 +67,13 @@ function hpackString(text: string): Buffer {
 export class AuthorityRewriter extends Transform {
   private pending: Buffer = Buffer.alloc(0);
   private prefaceSeen = false;
-  /** Not HTTP/2 after all: pass everything through and let the server answer it. */
+  /**
+   * Not HTTP/2 after all, or its first header block needed no rewrite: pass everything through
+   * (the server then answers a non-HTTP/2 client itself).
+   */
   private passthrough = false;
+  /** A header block was re-encoded: the server's HPACK table no longer mirrors the client's. */
+  private reencoded = false;
   private block: HeaderBlock | undefined;
   private readonly decoder: Decompressor = hpack.decompressor.create({ table: { size: HEADER_TABLE_SIZE } });
   /** How many `:authority` values were replaced (for tests and debug logs). */
@@ -91,6 +104,11 @@ export class AuthorityRewriter extends Transform {
         this.pending = this.pending.subarray(PREFACE.length);
       }
       while (this.pending.length >= FRAME_HEADER) {
+        if (this.passthrough) {
+          out.push(this.pending);
+          this.pending = Buffer.alloc(0);
+          break;
+        }
         const length = this.pending.readUIntBE(0, 3);
         if (this.pending.length < FRAME_HEADER + length) break;
         out.push(...this.frame(this.pending.subarray(0, FRAME_HEADER + length)));
@@ -116,9 +134,10 @@ export class AuthorityRewriter extends Transform {
       const prefixLength = (type === TYPE_HEADERS && flags & FLAG_PRIORITY ? 5 : 0) + (type === TYPE_PUSH_PROMISE ? 4 : 0);
       const prefix = payload.subarray(0, prefixLength);
       payload = payload.subarray(prefixLength, payload.length - pad);
-      this.block = { type, flags, streamId, prefix, fragments: [payload] };
+      this.block = { type, flags, streamId, prefix, fragments: [payload], raw: [frame] };
     } else if (type === TYPE_CONTINUATION && this.block) {
       this.block.fragments.push(payload);
+      this.block.raw.push(frame);
       this.block.flags |= flags & FLAG_END_HEADERS;
     } else {
       return [frame];
@@ -126,10 +145,17 @@ export class AuthorityRewriter extends Transform {
     const block = this.block;
     if (!(block.flags & FLAG_END_HEADERS)) return [];
     this.block = undefined;
-    return this.encodeFrames(block, this.rewriteFields(Buffer.concat(block.fragments)));
+    const { literals, replaced } = this.rewriteFields(Buffer.concat(block.fragments));
+    if (!replaced && !this.reencoded) {
+      this.passthrough = true;
+      return block.raw;
+    }
+    this.reencoded = true;
+    return this.encodeFrames(block, literals);
   }
 
-  private rewriteFields(encoded: Buffer): Buffer {
+  /** Decodes a header block into literals without indexing, with a bad `:authority` replaced. */
+  private rewriteFields(encoded: Buffer): { literals: Buffer; replaced: boolean } {
     let failure: Error | undefined;
     const onError = (err: Error): void => {
       failure = err;
@@ -142,16 +168,18 @@ export class AuthorityRewriter extends Transform {
     for (let f = this.decoder.read(); f !== null; f = this.decoder.read()) fields.push(f);
     if (failure) throw failure;
     const out: Buffer[] = [];
+    let replaced = false;
     for (const { name, value, neverIndex } of fields) {
       let v = value;
       if (name === ':authority' && !AUTHORITY_OK.test(value)) {
         v = 'localhost';
+        replaced = true;
         this.rewrites++;
       }
       // 0x00: literal without indexing, new name; 0x10: the never-indexed form, kept as sent.
       out.push(Buffer.from([neverIndex ? 0x10 : 0x00]), hpackString(name), hpackString(v));
     }
-    return Buffer.concat(out);
+    return { literals: Buffer.concat(out), replaced };
   }
 
   /** Splits a header block into HEADERS/PUSH_PROMISE + CONTINUATION frames of at most MAX_FRAME. */

@@ -2,10 +2,16 @@
 import { unary, type AnyHandler } from './handlers.ts';
 import { setPins } from './set-pins.ts';
 import { listPins } from './list-pins.ts';
+import { switchKubelet } from './switch-kubelet.ts';
+import { switchStatus } from './switch-status.ts';
 
-export const BERTH_HANDLERS: Record<'Pins', Record<string, AnyHandler>> = {
+export const BERTH_HANDLERS: Record<'Pins' | 'Node', Record<string, AnyHandler>> = {
   Pins: {
     SetPins: unary(setPins),
     ListPins: unary(listPins),
+  },
+  Node: {
+    SwitchKubelet: unary(switchKubelet),
+    SwitchStatus: unary(switchStatus),
   },
 };

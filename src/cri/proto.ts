@@ -48,3 +48,16 @@ export function loadBerthPins(): ServiceClientConstructor {
   }
   return pins;
 }
+
+export const BERTH_NODE_PROTO_PATH = fileURLToPath(new URL('../../proto/berth/v1/node.proto', import.meta.url));
+
+let node: ServiceClientConstructor | undefined;
+
+/** berth's own `berth.v1.Node` service (proto/berth/v1/node.proto): host operations for the node agent. */
+export function loadBerthNode(): ServiceClientConstructor {
+  if (!node) {
+    const pkg = loadPackageDefinition(loadSync(BERTH_NODE_PROTO_PATH, LOADER_OPTIONS));
+    node = ((pkg.berth as GrpcObject).v1 as GrpcObject).Node as ServiceClientConstructor;
+  }
+  return node;
+}

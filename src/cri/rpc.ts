@@ -7,6 +7,7 @@ import type { StreamingServer } from '../streaming/server.ts';
 import type { PodNetwork } from '../network/cni.ts';
 import type { SandboxService } from '../sandbox/service.ts';
 import type { ContainerService } from '../container/service.ts';
+import type { KubeletSwitcher } from '../hostops/kubelet-switch.ts';
 
 /** What a handler may use: the daemon's services, never gRPC objects. */
 export interface CriContext {
@@ -19,6 +20,8 @@ export interface CriContext {
   network: PodNetwork;
   sandboxes: SandboxService;
   containers: ContainerService;
+  /** Runs the kubelet switch / revert in a host unit for the node agent (berth.v1.Node). */
+  kubelet: KubeletSwitcher;
 }
 
 /**

@@ -9,6 +9,7 @@ import { PodNetwork } from '../network/cni.ts';
 import { SandboxService } from '../sandbox/service.ts';
 import { ContainerService } from '../container/service.ts';
 import { RuntimeProbe } from '../runtime-probe.ts';
+import { KubeletSwitcher } from '../hostops/kubelet-switch.ts';
 import { startCriServer } from '../cri/server.ts';
 import { startStreamingServer } from '../streaming/server.ts';
 import { RuntimeStreamingBackend } from '../streaming/runtime-backend.ts';
@@ -51,7 +52,8 @@ export async function startServices(config: BerthConfig, log: Logger): Promise<S
     const streaming = await startStreamingServer(config.streaming, backend, log.child({ component: 'streaming' }));
     stops.push(() => streaming.stop());
 
-    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), network, sandboxes, containers, streaming });
+    const kubelet = new KubeletSwitcher(config.node, log.child({ component: 'kubelet-switch' }));
+    const server = await startCriServer(config.socket, { config, log, images, probe: new RuntimeProbe(config), network, sandboxes, containers, streaming, kubelet });
     // Let in-flight RPCs finish briefly, then cut the rest so shutdown never hangs.
     stops.push(() => server.shutdown(5000));
     return { streamingUrl: streaming.baseUrl, stop };

@@ -94,9 +94,12 @@ export class ImageRecords {
     this.images.set(rec.id, rec);
   }
 
+  /**
+   * Not synced: callers remove an image's names (and sync them) first, so should a crash undo this
+   * removal, the record is unnamed and the start-up GC removes it again.
+   */
   async removeImage(id: string): Promise<void> {
     await rm(join(this.imagesDir, `${digestHex(id)}.json`), { force: true });
-    await syncDir(this.imagesDir);
     this.images.delete(id);
   }
 

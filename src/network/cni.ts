@@ -15,6 +15,7 @@ import { readInterfaceStats, type InterfaceStats } from './interface-stats.ts';
 import { ensureMasquerade, removeMasquerade } from './masquerade.ts';
 import { netnsExists } from './netns.ts';
 import { checkSandboxId, ResultCache, type AttachmentRecord } from './result-cache.ts';
+import { StepClock } from '../util/step-clock.ts';
 
 export type { InterfaceStats } from './interface-stats.ts';
 
@@ -126,12 +127,14 @@ export class PodNetwork {
 
   /**
    * Runs CNI ADD for the pod. Returns its IPs, primary (IPv4) first. On failure the chain's DEL
-   * undoes whatever the plugins made and the error names the plugin that failed.
+   * undoes whatever the plugins made and the error names the plugin that failed. `netnsReady` is
+   * the caller still making the netns: the record is written meanwhile, the plugins wait for it.
    */
-  async setUp(req: PodNetworkRequest, signal?: AbortSignal): Promise<{ ips: string[] }> {
+  async setUp(req: PodNetworkRequest, signal?: AbortSignal, netnsReady: Promise<unknown> = Promise.resolve()): Promise<{ ips: string[] }> {
     checkRequest(req);
     return this.#serial(req.sandboxId, async () => {
-      await this.refresh();
+      const clock = new StepClock();
+      await clock.time('refresh', this.refresh());
       if (!this.#readiness.ready || !this.#selected) throw failedPrecondition(`pod network not ready: ${this.#readiness.message}`);
       for (const subnet of this.#selected.masquerade ?? []) {
         if (this.#masqueraded.has(subnet)) continue;
@@ -151,21 +154,25 @@ export class PodNetwork {
         capabilityArgs: capabilityArgs(req),
       };
       // Recorded before any plugin runs: a crash from here on still leaves enough for DEL.
-      await this.#cache.put(record);
+      const [put, netns] = await Promise.allSettled([clock.time('cache', this.#cache.put(record)), netnsReady]);
+      if (netns.status === 'rejected') {
+        if (put.status === 'fulfilled') await this.#cache.remove(req.sandboxId);
+        throw netns.reason;
+      }
+      if (put.status === 'rejected') throw put.reason;
       let prevResult: unknown;
-      const started = performance.now();
       for (const [index, plugin] of record.network.plugins.entries()) {
         try {
-          prevResult = await execPlugin({ ...this.#call(record, 'ADD', signal), plugin, netns: req.netnsPath, prevResult });
+          prevResult = await clock.time(`ADD ${plugin.type}`, execPlugin({ ...this.#call(record, 'ADD', signal), plugin, netns: req.netnsPath, prevResult }));
         } catch (err) {
           await this.#rollback(record, index, prevResult);
           throw err;
         }
       }
       record.result = prevResult;
-      await this.#cache.put(record);
+      await clock.time('cache-result', this.#cache.putResult(record.sandboxId, prevResult));
       const ips = resultIps(prevResult, IF_NAME);
-      this.#log.debug({ sandbox: req.sandboxId, ips, ms: Math.round(performance.now() - started) }, 'pod network set up');
+      this.#log.debug({ sandbox: req.sandboxId, ips, ms: clock.marks }, 'pod network set up');
       return { ips };
     });
   }
@@ -177,11 +184,18 @@ export class PodNetwork {
   async tearDown(req: Pick<PodNetworkRequest, 'sandboxId' | 'netnsPath'>, signal?: AbortSignal): Promise<void> {
     checkSandboxId(req.sandboxId);
     await this.#serial(req.sandboxId, async () => {
+      const clock = new StepClock();
       const record = await this.#record(req.sandboxId);
       if (!record) return;
-      await this.#del(record, req.netnsPath || record.netnsPath, signal);
-      await this.#cache.remove(req.sandboxId);
+      await this.#del(record, req.netnsPath || record.netnsPath, signal, clock);
+      await clock.time('cache', this.#cache.remove(req.sandboxId));
+      this.#log.debug({ sandbox: req.sandboxId, ms: clock.marks }, 'pod network torn down');
     });
+  }
+
+  /** Sandboxes the network has an attachment record for (set up, or torn down without success). */
+  attachments(): Promise<string[]> {
+    return this.#cache.ids();
   }
 
   /** Runs CNI CHECK for the pod against its cached ADD result; throws naming the failing plugin. */
@@ -286,7 +300,7 @@ export class PodNetwork {
    * DEL over `plugins` (the whole chain unless given), last plugin first; every plugin runs even if
    * one fails. Returns the index of each plugin whose DEL failed with its error.
    */
-  async #delEach(record: AttachmentRecord, netnsPath: string, signal: AbortSignal | undefined, prevResult: unknown, count = record.network.plugins.length): Promise<Array<[number, unknown]>> {
+  async #delEach(record: AttachmentRecord, netnsPath: string, signal: AbortSignal | undefined, prevResult: unknown, count = record.network.plugins.length, clock?: StepClock): Promise<Array<[number, unknown]>> {
     // A netns already removed is passed as '' so plugins still release IPs and host rules they can
     // find without entering it. (bridge's ipMasq rules are found through the pod's interface, so
     // callers tear the network down before removing the netns, as containerd does.)
@@ -299,12 +313,13 @@ export class PodNetwork {
       } catch (err) {
         failures.push([i, err]);
       }
+      clock?.mark(`DEL ${plugin.type}`);
     }
     return failures;
   }
 
-  async #del(record: AttachmentRecord, netnsPath: string, signal?: AbortSignal): Promise<void> {
-    const failures = await this.#delEach(record, netnsPath, signal, record.result);
+  async #del(record: AttachmentRecord, netnsPath: string, signal?: AbortSignal, clock?: StepClock): Promise<void> {
+    const failures = await this.#delEach(record, netnsPath, signal, record.result, record.network.plugins.length, clock);
     if (failures.length > 0) throw failures[0]?.[1];
   }
 

@@ -103,8 +103,11 @@ export async function createNetns(path: string, signal?: AbortSignal): Promise<v
 export async function removeNetns(path: string): Promise<void> {
   const abs = resolve(path);
   const dir = dirname(abs);
+  // Unpinning one file does not disturb a create beside it, so only the check for the last pin
+  // (which may take the directory mount down) waits for the lock: a pod's start does not queue
+  // behind another pod's umount.
+  await unpin(abs);
   await underDirLock(dir, async () => {
-    await unpin(abs);
     const marker = join(dir, MARKER);
     if (!(await access(marker).then(() => true, () => false))) return;
     const points = await mountPoints();

@@ -15,10 +15,14 @@ export function resolvConf(dns: DNSConfig__Output): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function writePodFiles(dir: string, opts: { hostname: string; hostNetwork: boolean; dns: DNSConfig__Output | null }): Promise<void> {
-  if (opts.dns?.searches.some((s) => /\s/.test(s)) || opts.dns?.servers.some((s) => /\s/.test(s))) {
+/** Refuses a DNSConfig that resolv.conf cannot hold (before anything of the pod is made). */
+export function checkDns(dns: DNSConfig__Output | null): void {
+  if (dns?.searches.some((s) => /\s/.test(s)) || dns?.servers.some((s) => /\s/.test(s))) {
     throw invalidArgument('dns_config: servers and searches must not contain spaces');
   }
+}
+
+export async function writePodFiles(dir: string, opts: { hostname: string; hostNetwork: boolean; dns: DNSConfig__Output | null }): Promise<void> {
   const name = opts.hostNetwork ? hostHostname() : opts.hostname;
   await writeFile(join(dir, 'hostname'), `${name}\n`, { mode: 0o644 });
   const hosts = opts.hostNetwork

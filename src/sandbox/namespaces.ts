@@ -9,25 +9,27 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '../util/run-command.ts';
 import { BerthError } from '../util/errors.ts';
-import { unmount } from '../util/mount.ts';
 
-/** Creates new IPC and/or UTS namespaces pinned at `<dir>/ipc` and `<dir>/uts`. */
-export async function pinNamespaces(dir: string, which: { ipc: boolean; uts: boolean }, signal?: AbortSignal): Promise<{ ipcPath?: string; utsPath?: string }> {
-  const out: { ipcPath?: string; utsPath?: string } = {};
+/** Where a pod's IPC and UTS namespaces are pinned: `<dir>/ipc` and `<dir>/uts`, when not the host's. */
+export function pinPaths(dir: string, which: { ipc: boolean; uts: boolean }): { ipcPath?: string; utsPath?: string } {
+  return { ...(which.ipc ? { ipcPath: join(dir, 'ipc') } : {}), ...(which.uts ? { utsPath: join(dir, 'uts') } : {}) };
+}
+
+/**
+ * Creates new IPC and/or UTS namespaces pinned at `pins`, then runs `then` (default `true`) in
+ * them. unshare stays in the host's mount namespace, so a mount `then` makes (the pod's /dev/shm)
+ * is a host mount: one process chain instead of two on the pod's start path.
+ */
+export async function pinNamespaces(pins: { ipcPath?: string; utsPath?: string }, signal?: AbortSignal, then?: readonly string[]): Promise<void> {
   const args: string[] = [];
-  if (which.ipc) out.ipcPath = join(dir, 'ipc');
-  if (which.uts) out.utsPath = join(dir, 'uts');
-  for (const [flag, path] of [['--ipc', out.ipcPath], ['--uts', out.utsPath]] as const) {
+  for (const [flag, path] of [['--ipc', pins.ipcPath], ['--uts', pins.utsPath]] as const) {
     if (!path) continue;
     await writeFile(path, '', { mode: 0o444 });
     args.push(`${flag}=${path}`);
   }
-  if (args.length > 0) await runCommand('unshare', [...args, 'true'], { step: 'pin the pod namespaces (unshare)', timeoutMs: 10_000, signal });
-  return out;
-}
-
-export async function unpinNamespaces(paths: Array<string | undefined>, signal?: AbortSignal): Promise<void> {
-  for (const p of paths) if (p) await unmount(p, signal);
+  if (args.length === 0 && !then) return;
+  const step = then ? `pin the pod namespaces and run ${then.join(' ')} (unshare)` : 'pin the pod namespaces (unshare)';
+  await runCommand('unshare', [...args, ...(then ?? ['true'])], { step, timeoutMs: 10_000, signal });
 }
 
 /** Field 22 of /proc/<pid>/stat: tells a live process from a later one that reused its PID. */

@@ -10,9 +10,10 @@ import type { PodSandboxConfig__Output } from '../cri/gen/runtime/v1/PodSandboxC
 import { RecordDir } from '../store/record-dir.ts';
 import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound, throwMostTelling } from '../util/errors.ts';
 import { KeyedMutex } from '../util/keyed-mutex.ts';
-import { mount, mountsUnder, unmount } from '../util/mount.ts';
-import { writePodFiles } from './files.ts';
-import { isAlive, pinNamespaces, startPidHolder, stopPidHolder, unpinNamespaces } from './namespaces.ts';
+import { StepClock } from '../util/step-clock.ts';
+import { mountsUnder, unmount } from '../util/mount.ts';
+import { checkDns, writePodFiles } from './files.ts';
+import { isAlive, pinNamespaces, pinPaths, startPidHolder, stopPidHolder } from './namespaces.ts';
 import { isSandboxRecord, type Owner, type SandboxRecord } from './record.ts';
 import type { PodNetwork, PodNetworkRequest } from '../network/cni.ts';
 import { createNetns, removeNetns } from '../network/netns.ts';
@@ -89,6 +90,12 @@ export class SandboxService {
       await this.net.tearDown({ sandboxId: name, netnsPath: join(this.config.state, 'netns', name) }).catch(() => undefined);
       await removeNetns(join(this.config.state, 'netns', name));
     }
+    // A network attachment whose netns is gone too (a failed RunPodSandbox whose DEL failed, or a
+    // reboot): DEL without a netns still frees the IP and the host rules plugins find by ID.
+    for (const id of await this.net.attachments()) {
+      if (known(id)) continue;
+      await this.net.tearDown({ sandboxId: id, netnsPath: '' }).catch((err: unknown) => this.log.warn({ sandbox: id, err: errorMessage(err) }, 'CNI DEL of a pod berth has no record of failed; retried at the next start'));
+    }
   }
 
   get(idOrPrefix: string): SandboxRecord {
@@ -123,6 +130,7 @@ export class SandboxService {
         throw invalidArgument(`sysctl ${name} would change the host: the pod shares the host's ${ns} namespace`);
       }
     }
+    checkDns(config.dns_config);
     const key = `${md.name}_${md.namespace}_${md.uid}_${md.attempt}`;
     const holder = this.records.all().find((s) => s.key === key);
     if (holder) throw alreadyExists(`pod sandbox name ${key} is already used by sandbox ${holder.id}; remove it first`);
@@ -145,42 +153,59 @@ export class SandboxService {
         dir,
         cgroupParent: config.linux?.cgroup_parent ?? '',
       };
-      // Claim the name before the first await so a concurrent run with the same name fails.
-      await this.records.put(rec);
+      const clock = new StepClock();
+      // Claim the name before the first await so a concurrent run with the same name fails. The
+      // write (fsynced) goes on while the pod directory, namespaces and network are made: what they
+      // leave if berthd dies first is found by the startup sweep (pod and netns directories, CNI
+      // records without a sandbox record); only the PID holder, a process nobody could find, waits
+      // for the record.
+      const claimed = clock.time('record', this.records.put(rec));
+      claimed.catch(() => undefined);
       try {
-        await mkdir(dir, { recursive: true, mode: 0o711 });
-        if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
-        await writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config });
-        // The namespaces, /dev/shm, the PID holder and the network do not depend on each other:
-        // set them up side by side (CNI ADD is the long pole). Each records what it made in `rec`
-        // as soon as it exists, so a rollback releases exactly that.
+        // The network (the long pole: netns, then CNI ADD), the pod's directory with its files,
+        // namespaces and /dev/shm, and the PID holder do not depend on each other: set them up
+        // side by side, the network first so its process chain starts first. Each records what it
+        // made in `rec` as soon as it exists, so a rollback releases exactly that.
         const steps = await Promise.allSettled([
-          (async () => {
-            Object.assign(rec, await pinNamespaces(dir, { ipc: !hostIpc, uts: !hostNetwork }, signal));
-            if (!hostIpc) {
-              await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-              await mount('tmpfs', 'shm', join(dir, 'shm'), ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'], signal);
-            }
-          })(),
-          (async () => {
-            if ((nsOpts?.pid ?? 'POD') === 'POD') rec.pidHolder = await startPidHolder(this.config.runtime.infraPath, signal);
-          })(),
           (async () => {
             if (hostNetwork) return;
             // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
             rec.netnsPath = join(this.config.state, 'netns', id);
-            await createNetns(rec.netnsPath, signal);
-            rec.ips = (await this.net.setUp(this.networkRequest(rec), signal)).ips;
+            // The CNI record is written while the netns is made; the plugins wait for both.
+            const netns = clock.time('netns', createNetns(rec.netnsPath, signal));
+            const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
+            throwMostTelling([made, added]);
+            if (added.status === 'fulfilled') rec.ips = added.value.ips;
+          })(),
+          (async () => {
+            await mkdir(dir, { recursive: true, mode: 0o711 });
+            if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
+            await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
+            // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
+            Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
+            const shm = join(dir, 'shm');
+            if (!hostIpc) await mkdir(shm, { mode: 0o1777 });
+            const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
+            await clock.time('pins+shm', pinNamespaces(rec, signal, hostIpc ? undefined : mountShm));
+          })(),
+          (async () => {
+            if ((nsOpts?.pid ?? 'POD') !== 'POD') return;
+            await claimed;
+            rec.pidHolder = await clock.time('pid-holder', startPidHolder(this.config.runtime.infraPath, signal));
           })(),
         ]);
         throwMostTelling(steps);
+        await claimed;
         rec.state = 'ready';
-        await this.records.put(rec);
+        // Not fsynced: a power cut takes the pod's namespaces with it, and startup marks such a
+        // pod not ready, which is what the durable version written above already says.
+        await clock.time('record-ready', this.records.put(rec, { durable: false }));
+        this.log.debug({ sandbox: id, ms: clock.marks }, 'RunPodSandbox steps');
         this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
         return rec;
       } catch (err) {
         this.log.warn({ sandbox: id, err: errorMessage(err) }, 'pod sandbox failed to start; rolling back');
-        await this.release(rec).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
+        await this.release(rec, undefined, { force: true }).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
         await rm(dir, { recursive: true, force: true });
         await this.records.remove(id);
         throw err;
@@ -207,27 +232,36 @@ export class SandboxService {
     };
   }
 
-  /** Frees what a sandbox holds on the host: network, namespaces, /dev/shm, PID holder. Idempotent. */
-  private async release(sb: SandboxRecord, signal?: AbortSignal): Promise<void> {
+  /**
+   * Frees what a sandbox holds on the host: network, namespaces, /dev/shm, PID holder. Idempotent.
+   * CNI DEL runs before the netns goes (bridge finds its per-pod masquerade rules through the pod's
+   * interface), and when DEL fails the netns stays pinned so the next StopPodSandbox or
+   * RemovePodSandbox retries DEL through it. `force` (rolling back a failed RunPodSandbox, whose ID
+   * nobody will retry with) removes the netns anyway; the CNI record stays for the startup sweep.
+   */
+  private async release(sb: SandboxRecord, signal?: AbortSignal, opts: { force?: boolean } = {}): Promise<void> {
     const errors: unknown[] = [];
-    const step = async (fn: () => Promise<void>): Promise<void> => {
+    const clock = new StepClock();
+    const step = async (fn: () => Promise<void>, name: string): Promise<void> => {
       try {
         await fn();
       } catch (err) {
         errors.push(err);
       }
+      clock.mark(name);
     };
     if (sb.netnsPath) {
       const netnsPath = sb.netnsPath;
-      await step(() => this.net.tearDown(this.networkRequest(sb), signal));
-      await step(() => removeNetns(netnsPath));
+      const failedBefore = errors.length;
+      await step(() => this.net.tearDown(this.networkRequest(sb), signal), 'cni-del');
+      if (errors.length === failedBefore || opts.force) await step(() => removeNetns(netnsPath), 'netns');
     }
     if (sb.pidHolder) {
       const holder = sb.pidHolder;
-      await step(() => stopPidHolder(holder));
+      await step(() => stopPidHolder(holder), 'pid-holder');
     }
-    await step(() => unpinNamespaces([sb.ipcPath, sb.utsPath], signal));
-    await step(() => unmount(join(sb.dir, 'shm'), signal));
+    await step(() => unmount([sb.ipcPath, sb.utsPath, join(sb.dir, 'shm')], signal), 'pins+shm');
+    this.log.debug({ sandbox: sb.id, ms: clock.marks }, 'sandbox release steps');
     if (errors.length > 0) throw errors[0];
   }
 
@@ -238,8 +272,10 @@ export class SandboxService {
       await this.containers?.stopAllIn(found.id, 0, signal);
       const sb = this.records.get(found.id);
       if (!sb) return;
-      await this.release(sb, signal);
+      // Not ready from here on, even if the release below fails: no new containers in a pod half
+      // torn down. A failed release is retried by the next stop or remove.
       if (sb.state !== 'notready') await this.records.put({ ...sb, state: 'notready' });
+      await this.release(sb, signal);
       this.log.info({ sandbox: sb.id }, 'pod sandbox stopped');
     });
   }

@@ -64,6 +64,8 @@ export class SnapshotStore {
   readonly #inFlight = new Map<string, Promise<SnapshotInfo>>();
   /** Temp dirs of our own running unpacks, which cleanup() must not sweep. */
   readonly #ownTemps = new Set<string>();
+  /** Background deletions of removed snapshots' files. */
+  readonly #removals = new Set<Promise<void>>();
 
   constructor(root: string, options: SnapshotStoreOptions = {}) {
     this.root = root;
@@ -140,9 +142,23 @@ export class SnapshotStore {
       throw err;
     }
     index.delete(hex);
-    await syncDir(this.root);
-    await rm(grave, { recursive: true, force: true });
+    // No directory sync: a crash that undoes the rename brings back a snapshot nothing references,
+    // which the start-up GC removes again. The files go in the background, off the caller's path
+    // (a removed image's layer can be thousands of inodes); the grave is swept at start if we stop.
+    this.#ownTemps.add(grave);
+    const gone = rm(grave, { recursive: true, force: true })
+      .catch(() => undefined)
+      .finally(() => {
+        this.#ownTemps.delete(grave);
+        this.#removals.delete(gone);
+      });
+    this.#removals.add(gone);
     return true;
+  }
+
+  /** Resolves once the files of removed snapshots are gone (for shutdown and tests). */
+  async settle(): Promise<void> {
+    await Promise.all(this.#removals);
   }
 
   /**

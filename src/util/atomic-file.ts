@@ -19,13 +19,19 @@ export function tempSibling(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
 }
 
-/** Write temp → fsync → rename over `path` → fsync the directory. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/**
+ * Write temp → fsync → rename over `path` → fsync the directory. With `durable: false` the two
+ * fsyncs are skipped: readers and a restart after kill -9 still see old or new contents (the page
+ * cache outlives the process), but a power cut may lose the file, so only use it for files whose
+ * loss costs nothing that outlives a power cut (see the callers).
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, opts: { durable?: boolean } = {}): Promise<void> {
+  const durable = opts.durable ?? true;
   const tmp = tempSibling(path);
   const handle = await open(tmp, 'wx', mode);
   try {
     await handle.writeFile(data);
-    await handle.sync();
+    if (durable) await handle.sync();
   } catch (err) {
     await handle.close();
     await rm(tmp, { force: true });
@@ -38,5 +44,5 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await rm(tmp, { force: true });
     throw err;
   }
-  await syncDir(dirname(path));
+  if (durable) await syncDir(dirname(path));
 }

@@ -12,11 +12,16 @@ export async function mount(type: string, source: string, target: string, option
   await runCommand('mount', args, { step: `mount ${type} at ${target}`, timeoutMs: MOUNT_TIMEOUT_MS, signal });
 }
 
-/** Unmounts `target` if something is mounted there; a path that is not a mount point is fine. */
-export async function unmount(target: string, signal?: AbortSignal): Promise<void> {
-  if (!(await mountPoints()).has(target)) return;
+/**
+ * Unmounts each target that something is mounted at, all with one umount; a path that is not a
+ * mount point is fine.
+ */
+export async function unmount(targets: string | ReadonlyArray<string | undefined>, signal?: AbortSignal): Promise<void> {
+  const points = await mountPoints();
+  const mounted = (typeof targets === 'string' ? [targets] : targets).filter((t): t is string => t !== undefined && points.has(t));
+  if (mounted.length === 0) return;
   // Lazy: a process that still has its cwd inside (a dying exec) must not make removal fail.
-  await runCommand('umount', ['-l', target], { step: `unmount ${target}`, timeoutMs: MOUNT_TIMEOUT_MS, signal });
+  await runCommand('umount', ['-l', ...mounted], { step: `unmount ${mounted.join(' ')}`, timeoutMs: MOUNT_TIMEOUT_MS, signal });
 }
 
 /** Every mount point of this mount namespace, decoded from /proc/self/mountinfo. */

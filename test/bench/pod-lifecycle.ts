@@ -10,7 +10,10 @@
 // monitor and infra processes (conmon / shim / pause: PSS from smaps_rollup). Not a test: it
 // asserts nothing, it measures.
 //
-//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd]
+// With --berth-log FILE, berthd logs at debug level to FILE: its per-step timings of RunPodSandbox,
+// CreateContainer, RemoveContainer and the sandbox teardown (`ms` fields) show where the time goes.
+//
+//   node --import tsx test/bench/pod-lifecycle.ts [--pods N] [--density N] [--rounds R] [--only berth|containerd] [--berth-log FILE]
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -29,6 +32,7 @@ const { values } = parseArgs({
     density: { type: 'string', default: '30' },
     only: { type: 'string' },
     rounds: { type: 'string', default: '1' },
+    'berth-log': { type: 'string' },
   },
 });
 const PODS = Number(values.pods);
@@ -67,7 +71,8 @@ const berth: Runtime = {
   name: 'berth',
   async start(_dir, env) {
     const config = ['[network]', `cni_conf_dir = "${env.cniDir}"`, 'cni_bin_dirs = ["/usr/lib/cni"]', ''].join('\n');
-    const d = await startDaemon({ config, logLevel: 'warn', showLogs: true });
+    const logFile = values['berth-log'];
+    const d = await startDaemon({ config, ...(logFile ? { logLevel: 'debug', logFile } : { logLevel: 'warn', showLogs: true }) });
     const stop = async (): Promise<void> => {
       d.client.close();
       await d.stop();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect } from 'node:net';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { BERTHD, startDaemon } from '../helpers/daemon.ts';
+import { BERTHD, startDaemon, type TestDaemon } from '../helpers/daemon.ts';
 
 test('Version, Status and RuntimeConfig answer over the socket', async (t) => {
   const d = await startDaemon({
@@ -126,7 +126,11 @@ test('bad flags and bad config are refused with a message, not a crash', () => {
   assert.match(missing.stderr, /cannot read config \/nonexistent\/berth.toml/);
 });
 
-test('clients that send the socket path as :authority (Go gRPC, kubelet 1.26–1.30) are served', async (t) => {
+for (const [who, authorityOf] of [
+  ['clients that send the socket path as :authority (Go gRPC, kubelet 1.26–1.30)', (d: TestDaemon) => d.socket],
+  // The rewriter passes such a connection through unparsed after its first header block.
+  ['clients that send a valid :authority, on a connection whose later calls use HPACK indexing,', () => 'localhost'],
+] as const) test(`${who} are served`, async (t) => {
   const d = await startDaemon();
   t.after(() => d.dispose());
   const session = connectHttp2('http://localhost', { createConnection: () => connect(d.socket) });
@@ -136,7 +140,7 @@ test('clients that send the socket path as :authority (Go gRPC, kubelet 1.26–1
     const req = session.request({
       ':method': 'POST',
       ':path': '/runtime.v1.RuntimeService/Version',
-      ':authority': d.socket,
+      ':authority': authorityOf(d),
       'content-type': 'application/grpc',
       'user-agent': `grpc-go/1.51.0 call-${i}`,
       te: 'trailers',

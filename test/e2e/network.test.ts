@@ -1,13 +1,17 @@
 // The pod network as the kubelet sees it through berthd's socket: NetworkReady from the network pods
 // would join, UpdateRuntimeConfig's pod CIDR becoming the default network's subnet across restarts,
-// and an admin's CNI config taking over from berth's default.
+// and an admin's CNI config taking over from berth's default; a failed CNI DEL retried through the
+// netns it needs.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { startDaemon } from '../helpers/daemon.ts';
+import { mountPoints } from '../../src/util/mount.ts';
 
 type Conditions = { status: { conditions: Array<{ type: string; status: boolean; reason: string; message: string }> }; info: Record<string, string> };
 
@@ -57,4 +61,60 @@ test('default network: ready, takes the pod CIDR (kept across restarts), yields 
   const cond = broken.status.conditions.find((c) => c.type === 'NetworkReady');
   assert.equal(cond?.status, false);
   assert.match(cond?.message ?? '', /05-broken\.conflist/);
+});
+
+test('a CNI DEL that fails keeps the netns, and the next StopPodSandbox or RemovePodSandbox retries it', { skip: process.getuid?.() === 0 ? false : 'needs root (netns, bridge, iptables)' }, async (t) => {
+  const dir = join(base, 'flaky');
+  const binDir = join(dir, 'bin');
+  const confDir = join(dir, 'net.d');
+  const marker = join(dir, 'fail-del');
+  await mkdir(binDir, { recursive: true });
+  await mkdir(confDir);
+  // The real bridge plugin, except that DEL fails while the marker file exists.
+  await writeFile(join(binDir, 'flakybridge'), `#!/bin/sh
+if [ "$CNI_COMMAND" = DEL ] && [ -e ${marker} ]; then echo '{"cniVersion":"1.0.0","code":11,"msg":"flaky DEL"}'; exit 1; fi
+exec /usr/lib/cni/bridge
+`, { mode: 0o755 });
+  const bridge = `brt${randomBytes(3).toString('hex')}`;
+  const network = `flaky-${randomBytes(3).toString('hex')}`;
+  const subnet = `10.210.${1 + (randomBytes(1)[0] as number) % 250}.0/24`;
+  await writeFile(join(confDir, '10-flaky.conflist'), JSON.stringify({
+    cniVersion: '1.0.0',
+    name: network,
+    plugins: [{ type: 'flakybridge', bridge, isGateway: true, ipMasq: true, ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: join(dir, 'ipam') } }],
+  }));
+  const config = ['[network]', `cni_conf_dir = "${confDir}"`, `cni_bin_dirs = ["${binDir}", "/usr/lib/cni"]`].join('\n');
+  const d = await startDaemon({ config });
+  const masqRules = (): string[] => spawnSync('iptables-save', ['-t', 'nat']).stdout.toString().split('\n').filter((l) => l.includes(`name: \\"${network}\\"`));
+  t.after(async () => {
+    await rm(marker, { force: true });
+    const { items } = await d.client.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', {});
+    for (const p of items) await d.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id });
+    await d.dispose();
+    for (const m of [...(await mountPoints())].filter((p) => p.startsWith(d.state))) spawnSync('umount', ['-l', m]);
+    spawnSync('ip', ['link', 'del', bridge]);
+  });
+
+  const config0 = { metadata: { name: 'flaky', namespace: 'e2e', uid: 'flaky-uid', attempt: 0 } };
+  const { pod_sandbox_id: id } = await d.client.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: config0 });
+  const netns = join(d.state, 'netns', id);
+  assert.ok((await mountPoints()).has(netns));
+  assert.ok(masqRules().length > 0, 'bridge set up its masquerade rules for the pod');
+
+  await writeFile(marker, '');
+  const flaky = (err: { code: number; details: string }): boolean => err.code === GrpcStatus.UNAVAILABLE && /flakybridge DEL.*flaky DEL/.test(err.details);
+  await assert.rejects(d.client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: id }), flaky);
+  const st = await d.client.call<{ status: { state: string } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: id });
+  assert.equal(st.status.state, 'SANDBOX_NOTREADY');
+  assert.ok((await mountPoints()).has(netns), 'the netns stays pinned for the retry');
+  await assert.rejects(d.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: id }), flaky);
+  assert.ok((await mountPoints()).has(netns));
+
+  await rm(marker);
+  await d.client.call('runtime', 'StopPodSandbox', { pod_sandbox_id: id });
+  assert.ok(!(await mountPoints()).has(netns));
+  assert.deepEqual(masqRules(), [], 'the retried DEL found and removed the masquerade rules');
+  await d.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: id });
+  const { items } = await d.client.call<{ items: unknown[] }>('runtime', 'ListPodSandbox', {});
+  assert.equal(items.length, 0);
 });

@@ -61,6 +61,28 @@ describe('pods and containers', { skip: rootSkip }, () => {
     await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: podId });
   });
 
+  test('/dev/shm is one 64 MiB tmpfs shared by the containers of a pod, and the pod\'s own', async () => {
+    const c = env.daemon.client;
+    const a = await runPodWith(env, ['sh', '-c', 'echo shared > /dev/shm/x; while true; do sleep 0.1; done']);
+    const { container_id: b } = await c.call<{ container_id: string }>('runtime', 'CreateContainer', {
+      pod_sandbox_id: a.podId,
+      config: containerConfig('second', ['sh', '-c', 'while true; do sleep 0.1; done']),
+      sandbox_config: a.pod,
+    });
+    await c.call('runtime', 'StartContainer', { container_id: b });
+    const read = await waitFor('the first container to write /dev/shm/x', async () => {
+      const r = await c.call<{ stdout: Buffer; exit_code: number }>('runtime', 'ExecSync', { container_id: b, cmd: ['cat', '/dev/shm/x'], timeout: 10 });
+      return r.exit_code === 0 ? r.stdout.toString() : undefined;
+    });
+    assert.equal(read, 'shared\n');
+    const mounts = await c.call<{ stdout: Buffer }>('runtime', 'ExecSync', { container_id: b, cmd: ['grep', ' /dev/shm ', '/proc/mounts'], timeout: 10 });
+    assert.match(mounts.stdout.toString(), /^\S+ \/dev\/shm tmpfs .*size=65536k/m);
+    const other = await runPodWith(env, ['sh', '-c', 'while true; do sleep 0.1; done']);
+    const none = await c.call<{ exit_code: number }>('runtime', 'ExecSync', { container_id: other.ctrId, cmd: ['test', '-e', '/dev/shm/x'], timeout: 10 });
+    assert.notEqual(none.exit_code, 0, 'another pod has a /dev/shm of its own');
+    for (const p of [a.podId, other.podId]) await c.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p });
+  });
+
   test('ExecSync past its timeout fails with DEADLINE_EXCEEDED and leaves no process behind', async () => {
     const c = env.daemon.client;
     const { podId, ctrId } = await runPodWith(env, ['tail', '-f', '/dev/null'], { hostNetwork: true });

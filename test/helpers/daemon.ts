@@ -1,6 +1,7 @@
 // Starts a real berthd (bin/berthd.js, the package entry) on a temp root, state dir and socket, and
 // gives tests a CRI client to it. Several can run side by side.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, rm, writeFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,8 @@ export interface DaemonOptions {
   logLevel?: string;
   /** The daemon's stderr goes to ours instead of to logs() (benchmarks show warnings as they come). */
   showLogs?: boolean;
+  /** The daemon's stderr is appended to this file instead of kept for logs(). */
+  logFile?: string;
 }
 
 export interface TestDaemon {
@@ -48,11 +51,13 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   const socket = join(base, 'berth.sock');
   const configPath = join(base, 'config.toml');
   await writeFile(configPath, opts.config ?? '');
+  const logFd = opts.logFile ? openSync(opts.logFile, 'a') : undefined;
   const child = spawn(
     opts.entry?.node ?? process.execPath,
     [opts.entry?.script ?? BERTHD, '--config', configPath, '--root', root, '--state', state, '--socket', socket, '--log-level', opts.logLevel ?? 'debug', ...(opts.extraArgs ?? [])],
-    { stdio: ['ignore', 'ignore', opts.showLogs ? 'inherit' : 'pipe'] },
+    { stdio: ['ignore', 'ignore', logFd ?? (opts.showLogs ? 'inherit' : 'pipe')] },
   );
+  if (logFd !== undefined) closeSync(logFd);
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => {
     stderr += c.toString();

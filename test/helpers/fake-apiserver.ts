@@ -84,6 +84,7 @@ class HttpError extends Error {
 
 const BUILTIN: ResourceType[] = [
   { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false, statusSubresource: true },
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, statusSubresource: true },
   { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false },
   { group: 'node.k8s.io', version: 'v1', plural: 'runtimeclasses', kind: 'RuntimeClass', namespaced: false, statusSubresource: false },
   { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'rolebindings', kind: 'RoleBinding', namespaced: true, statusSubresource: false },
@@ -588,11 +589,14 @@ export class FakeApiServer {
   #filtered(type: ResourceType, ns: string | undefined, url: URL): KObj[] {
     const field = url.searchParams.get('fieldSelector');
     const name = field ? /^metadata\.name=(.+)$/.exec(field)?.[1] : undefined;
-    if (field && name === undefined) throw new HttpError(400, 'BadRequest', `field selector ${field} is not supported here`);
+    // The one other field selector the real server has that the agent uses: pods by node.
+    const nodeName = field && type.plural === 'pods' ? /^spec\.nodeName=(.+)$/.exec(field)?.[1] : undefined;
+    if (field && name === undefined && nodeName === undefined) throw new HttpError(400, 'BadRequest', `field selector ${field} is not supported here`);
     return [...this.#bucket(type.plural).entries()]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([, o]) => o)
-      .filter((o) => (!ns || o.metadata.namespace === ns) && (name === undefined || o.metadata.name === name));
+      .filter((o) => (!ns || o.metadata.namespace === ns) && (name === undefined || o.metadata.name === name))
+      .filter((o) => nodeName === undefined || (o as { spec?: { nodeName?: string } }).spec?.nodeName === nodeName);
   }
 
   #list(type: ResourceType, ns: string | undefined, url: URL): unknown {

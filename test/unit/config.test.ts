@@ -94,3 +94,22 @@ idle_timeout = 600
   ];
   for (const [text, re] of cases) assert.throws(() => parseConfigText(text), (err: Error) => err instanceof ConfigError && re.test(err.message), text);
 });
+
+test('[node]: systemd-run and berth-install command lines, switch deadline', () => {
+  assert.deepEqual(defaultConfig().node, {
+    systemdRun: ['systemd-run'],
+    installCommand: ['/opt/berth/current/bin/node', '/opt/berth/current/lib/berth-install.js'],
+    switchTimeoutSeconds: 600,
+  });
+  const cfg = parseConfigText('[node]\nsystemd_run = ["/bin/sh", "/tmp/rec.sh"]\ninstall_command = ["berth-install"]\nswitch_timeout = 30\n');
+  assert.deepEqual(cfg.node, { systemdRun: ['/bin/sh', '/tmp/rec.sh'], installCommand: ['berth-install'], switchTimeoutSeconds: 30 });
+  for (const [text, msg] of [
+    ['[node]\nsystemd_run = []', /node\.systemd_run must name a program/],
+    ['[node]\ninstall_command = [""]', /node\.install_command must name a program/],
+    ['[node]\nswitch_timeout = 0', /node\.switch_timeout must be an integer/],
+    ['[node]\nsystemd_run = "systemd-run"', /node\.systemd_run/],
+    ['[node]\ntimeout = 1', /unknown config key node\.timeout/],
+  ] as const) {
+    assert.throws(() => parseConfigText(text), (err: unknown) => err instanceof ConfigError && msg.test(err.message), text);
+  }
+});

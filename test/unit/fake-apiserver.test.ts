@@ -60,6 +60,32 @@ describe('fake API server', () => {
     assert.match(res.body.message as string, /carries no authentication.kubernetes.io\/node-name claim/);
   });
 
+  test('the admission policy: the agent may add and remove exactly the berth.io/switching:NoSchedule taint', async () => {
+    const agent = api.nodeToken('n3');
+    const admin = 'admin-token';
+    const other = { key: 'dedicated', value: 'gpu', effect: 'NoSchedule' };
+    assert.equal((await call(admin, 'PATCH', '/api/v1/nodes/n3', { spec: { taints: [other] } })).code, 200);
+    const ours = { key: 'berth.io/switching', effect: 'NoSchedule' };
+    const add = await call(agent, 'PATCH', '/api/v1/nodes/n3', { spec: { taints: [other, ours] } });
+    assert.equal(add.code, 200, JSON.stringify(add.body));
+    const remove = await call(agent, 'PATCH', '/api/v1/nodes/n3', { spec: { taints: [other] } });
+    assert.equal(remove.code, 200, JSON.stringify(remove.body));
+    const refused = [
+      { taints: [other, { ...ours, effect: 'NoExecute' }] },
+      { taints: [other, { ...ours, value: 'x' }] },
+      { taints: [other, ours, ours] },
+      { taints: [ours] }, // drops someone else's taint
+      { taints: [other, { key: 'berth.io/other', effect: 'NoSchedule' }] },
+      { taints: [other, ours], unschedulable: false },
+    ];
+    for (const spec of refused) {
+      const res = await call(agent, 'PATCH', '/api/v1/nodes/n3', { spec });
+      assert.equal(res.code, 403, JSON.stringify(spec));
+      assert.match(res.body.message as string, /berth.io\/switching:NoSchedule taint/);
+    }
+    assert.equal((await call(admin, 'PATCH', '/api/v1/nodes/n3', { spec: { taints: null } })).code, 200);
+  });
+
   test('status subresource, generation and 409 on a stale resourceVersion; CRD schema enforced', async () => {
     const admin = 'admin-token';
     const base = '/apis/berth.io/v1alpha1/namespaces/ns/imageprefetches';

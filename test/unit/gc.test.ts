@@ -2,10 +2,10 @@
 // names of missing images, and blobs and snapshots nothing reaches go.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { collectGarbage } from '../../src/image/gc.ts';
+import { addImage, collectGarbage, noCandidates, sweep } from '../../src/image/gc.ts';
 import { ImageRecords, type ImageRecord } from '../../src/image/records.ts';
 import { ContentStore } from '../../src/content/store.ts';
 import { SnapshotStore } from '../../src/snapshot/store.ts';
@@ -79,4 +79,64 @@ test('GC keeps what named images and leases reach and sweeps the rest', async (t
   await reloaded.load();
   assert.deepEqual([...reloaded.images.keys()], [named.id], 'removals reached the disk');
   assert.deepEqual(await collectGarbage(reloaded, [lease], content, snapshots), { images: 0, blobs: 0, snapshots: 0 }, 'a second run finds nothing');
+});
+
+test('a sweep after a removal takes only what the removed image held and nothing else reaches', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'berth-gc-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const records = new ImageRecords(join(base, 'metadata'));
+  await records.load();
+  const content = new ContentStore(join(base, 'content'));
+  await content.init();
+  const snapshots = new SnapshotStore(join(base, 'snapshots'));
+  await snapshots.cleanup();
+  const blob = async (text: string): Promise<string> => (await content.put(sha256(text), Buffer.from(text))).digest;
+  const snapshot = async (text: string): Promise<string> => {
+    const diffId = sha256(text);
+    await snapshots.unpackWith(diffId, null, diffId, {
+      fill: async (dir) => {
+        await writeFile(join(dir, 'f'), text);
+        return { files: 1, dirs: 0, bytes: text.length, whiteouts: 0 };
+      },
+      skip: async () => {},
+      cancel: () => {},
+    });
+    return diffId;
+  };
+  const shared = { digest: await blob('shared layer'), mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 1, diffId: await snapshot('shared layer'), chainId: sha256('shared layer') };
+  const image = async (seed: string): Promise<ImageRecord> => {
+    const rec: ImageRecord = {
+      id: await blob(`${seed} config`),
+      manifestDigest: await blob(`${seed} manifest`),
+      manifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
+      configDigest: sha256(`${seed} config`),
+      configSize: 1,
+      layers: [shared],
+      user: '',
+      createdAt: '',
+    };
+    await records.putImage(rec);
+    await records.putName(`example.test/${seed}:v1`, rec.id);
+    return rec;
+  };
+  const gone = await image('gone');
+  const kept = await image('kept');
+  const stray = await blob('stray'); // unreferenced, but no removal held it: left for the full GC
+  await records.removeName('example.test/gone:v1');
+  await records.removeImage(gone.id);
+  const candidates = noCandidates();
+  addImage(candidates, gone);
+
+  assert.deepEqual(await sweep(records, [], content, snapshots, candidates), { blobs: 2, snapshots: 0 });
+  const blobs = new Set((await content.list()).map((b) => b.digest));
+  assert.deepEqual([...blobs].sort(), [kept.configDigest, kept.manifestDigest, shared.digest, stray].sort(), 'the shared layer and the stray blob stay');
+  assert.deepEqual((await snapshots.list()).map((s) => s.chainId), [shared.chainId], 'the shared snapshot stays');
+
+  await records.removeName('example.test/kept:v1');
+  await records.removeImage(kept.id);
+  const last = noCandidates();
+  addImage(last, kept);
+  assert.deepEqual(await sweep(records, [], content, snapshots, last), { blobs: 3, snapshots: 1 }, 'the last holder gone, the shared layer goes');
+  await snapshots.settle();
+  assert.deepEqual((await readdir(join(base, 'snapshots'))).sort(), [], 'the removed snapshot left no files behind');
 });

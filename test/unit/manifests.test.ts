@@ -70,6 +70,7 @@ test('RBAC grants exactly what the issue lists', async () => {
   const rules = (name: string): Obj[] => find(docs, 'ClusterRole', name).rules as Obj[];
   assert.deepEqual(rules('berth-node'), [
     { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
     { apiGroups: ['berth.io'], resources: ['berthnodes', 'berthnodes/status'], verbs: ['get', 'create', 'patch'] },
     { apiGroups: ['berth.io'], resources: ['imageprefetches'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get', 'list', 'watch'] },

@@ -13,7 +13,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { defaultConfig, type BerthConfig } from '../../src/config/config.ts';
 import { PodNetwork, type PodNetworkRequest } from '../../src/network/cni.ts';
+import { parseNetwork } from '../../src/network/cni-config.ts';
 import { removeMasquerade } from '../../src/network/masquerade.ts';
+import { ResultCache } from '../../src/network/result-cache.ts';
 import { createNetns, netnsExists, removeNetns } from '../../src/network/netns.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { freePort } from '../helpers/registry.ts';
@@ -400,6 +402,27 @@ test('netns: a pin beside other mounts does not hide them', { skip }, async () =
     await removeNetns(path);
   } finally {
     run('umount', [shm]);
+  }
+});
+
+test('the ADD result is kept beside the record; an unreadable result counts as none', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-results-'));
+  try {
+    const cache = new ResultCache(dir);
+    const network = parseNetwork({ cniVersion: '1.0.0', name: 'n', plugins: [{ type: 'bridge' }] }, true);
+    const rec = { sandboxId: 'pod1', netnsPath: '/x', ifName: 'eth0', network, args: '', capabilityArgs: {} };
+    await cache.put(rec);
+    await cache.putResult('pod1', { ips: [{ address: '10.0.0.2/24' }] });
+    assert.deepEqual(await cache.ids(), ['pod1']);
+    assert.deepEqual((await cache.get('pod1', () => assert.fail('not corrupt')))?.result, { ips: [{ address: '10.0.0.2/24' }] });
+    await writeFile(join(dir, 'pod1.result.json'), '');
+    const torn = await cache.get('pod1', () => assert.fail('a torn result costs the result only'));
+    assert.equal(torn?.result, undefined);
+    assert.equal(torn?.netnsPath, '/x');
+    await cache.remove('pod1');
+    assert.deepEqual(await readdir(dir), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseNetwork } from '../../src/network/cni-config.ts';
-import { pluginStdin, resultIps, type PluginCall } from '../../src/network/cni-exec.ts';
+import { isNoOp, pluginStdin, resultIps, type PluginCall } from '../../src/network/cni-exec.ts';
 import { parseSubnets } from '../../src/network/default-network.ts';
 import { parseProcNetDev } from '../../src/network/interface-stats.ts';
 
@@ -44,6 +44,24 @@ test('a plugin gets runtimeConfig only for the capabilities it declares, and the
   const bare = JSON.parse(pluginStdin({ ...call, plugin: { type: 'bridge' }, prevResult: undefined })) as Record<string, unknown>;
   assert.equal('runtimeConfig' in bare, false);
   assert.equal('prevResult' in bare, false);
+});
+
+test('portmap without port mappings is skipped on ADD and DEL, run otherwise', () => {
+  const call: PluginCall = {
+    command: 'ADD',
+    network: { name: 'n', cniVersion: '1.0.0', disableCheck: false, plugins: [] },
+    plugin: { type: 'portmap', capabilities: { portMappings: true } },
+    binDirs: [], containerId: 'c', netns: '/x', ifName: 'eth0', args: '', timeoutMs: 1,
+    capabilityArgs: {},
+    prevResult: { ips: [] },
+  };
+  assert.equal(isNoOp(call), true);
+  assert.equal(isNoOp({ ...call, command: 'DEL', prevResult: undefined }), true);
+  assert.equal(isNoOp({ ...call, command: 'CHECK' }), false);
+  assert.equal(isNoOp({ ...call, prevResult: undefined }), false, 'portmap must get to refuse an ADD without prevResult itself');
+  assert.equal(isNoOp({ ...call, capabilityArgs: { portMappings: [{ hostPort: 80 }] } }), false);
+  assert.equal(isNoOp({ ...call, plugin: { type: 'portmap', runtimeConfig: { portMappings: [{ hostPort: 80 }] } } }), false, 'mappings in the config itself count');
+  assert.equal(isNoOp({ ...call, plugin: { type: 'bridge' } }), false);
 });
 
 test('the pod\'s IPs are those on its own interface, IPv4 first', () => {

@@ -1,10 +1,11 @@
 // The filesystems every container gets (proc, /dev, devpts, mqueue, sysfs, cgroup) and the CRI's
 // bind mounts (volumes) turned into OCI mounts with their read-only flag and propagation.
-import { mkdir, readFile, realpath } from 'node:fs/promises';
+import { mkdir, realpath } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';
 import type { Mount__Output } from '../cri/gen/runtime/v1/Mount.ts';
 import { BerthError, errorMessage, invalidArgument } from '../util/errors.ts';
 import type { OciMount } from './types.ts';
+import { mountPoints } from '../util/mount.ts';
 
 /**
  * The kernel filesystems a container sees by default, as runc's and containerd's defaults give them.
@@ -53,7 +54,7 @@ export async function criMounts(mounts: readonly Mount__Output[]): Promise<CriMo
   // Every mount is checked before any host directory is made, so a bad request creates nothing.
   const checked = sortByDepth(mounts).map((m) => ({ m, what: describe(m), destination: checkMount(m) }));
   let rootfsPropagation: string | undefined;
-  let mountInfo: MountInfo[] | undefined;
+  let mountInfo: Map<string, string> | undefined;
   const out: OciMount[] = [];
   for (const { m, what, destination } of checked) {
     const source = await hostSource(m.host_path, what);
@@ -61,7 +62,7 @@ export async function criMounts(mounts: readonly Mount__Output[]): Promise<CriMo
     const options = ['rbind'];
     switch (m.propagation) {
       case 'PROPAGATION_BIDIRECTIONAL': {
-        mountInfo ??= await readMountInfo();
+        mountInfo ??= await mountPoints();
         const at = mountOf(source, mountInfo);
         if (!at?.shared) {
           throw invalidArgument(
@@ -74,7 +75,7 @@ export async function criMounts(mounts: readonly Mount__Output[]): Promise<CriMo
         break;
       }
       case 'PROPAGATION_HOST_TO_CONTAINER': {
-        mountInfo ??= await readMountInfo();
+        mountInfo ??= await mountPoints();
         const at = mountOf(source, mountInfo);
         if (!at?.shared && !at?.slave) {
           throw invalidArgument(
@@ -150,45 +151,21 @@ async function hostSource(hostPath: string, what: string): Promise<string> {
   }
 }
 
-/** One line of /proc/self/mountinfo, as far as propagation checks need it. */
+/** One mount point, as far as propagation checks need it. */
 interface MountInfo {
   mountPoint: string;
   shared: boolean;
   slave: boolean;
 }
 
-/** Parses mountinfo text (proc(5)): field 5 is the mount point, optional fields end at " - ". */
-function parseMountInfo(text: string): MountInfo[] {
-  const out: MountInfo[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    const sep = fields.indexOf('-');
-    if (fields.length < 7 || sep < 6) continue;
-    const optional = fields.slice(6, sep);
-    out.push({
-      mountPoint: unescapeOctal(fields[4] ?? ''),
-      shared: optional.some((o) => o.startsWith('shared:')),
-      slave: optional.some((o) => o.startsWith('master:')),
-    });
+/** The mount a path lives on: the deepest mount point containing it (of stacked mounts, the topmost). */
+function mountOf(path: string, points: ReadonlyMap<string, string>): MountInfo | undefined {
+  let best: string | undefined;
+  for (const point of points.keys()) {
+    const contains = point === '/' || path === point || path.startsWith(`${point}/`);
+    if (contains && (best === undefined || point.length >= best.length)) best = point;
   }
-  return out;
-}
-
-/** The mount a path lives on: the deepest mount point containing it, the topmost if stacked. */
-function mountOf(path: string, mounts: readonly MountInfo[]): MountInfo | undefined {
-  let best: MountInfo | undefined;
-  for (const m of mounts) {
-    const contains = m.mountPoint === '/' || path === m.mountPoint || path.startsWith(`${m.mountPoint}/`);
-    if (contains && (!best || m.mountPoint.length >= best.mountPoint.length)) best = m;
-  }
-  return best;
-}
-
-async function readMountInfo(): Promise<MountInfo[]> {
-  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
-}
-
-/** mountinfo writes space, tab, newline and backslash in paths as \ooo. */
-function unescapeOctal(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  if (best === undefined) return undefined;
+  const optional = (points.get(best) ?? '').split(' ');
+  return { mountPoint: best, shared: optional.some((o) => o.startsWith('shared:')), slave: optional.some((o) => o.startsWith('master:')) };
 }

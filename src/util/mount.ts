@@ -24,13 +24,20 @@ export async function unmount(targets: string | ReadonlyArray<string | undefined
   await runCommand('umount', ['-l', ...mounted], { step: `unmount ${mounted.join(' ')}`, timeoutMs: MOUNT_TIMEOUT_MS, signal });
 }
 
-/** Every mount point of this mount namespace, decoded from /proc/self/mountinfo. */
-export async function mountPoints(): Promise<Set<string>> {
+/**
+ * Every mount point of this mount namespace, decoded from /proc/self/mountinfo (which escapes
+ * space, tab, newline and backslash as octal), with its optional fields (`shared:N`, `master:N`).
+ */
+export async function mountPoints(): Promise<Map<string, string>> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = new Set<string>();
+  const points = new Map<string, string>();
   for (const line of text.split('\n')) {
-    const field = line.split(' ')[4];
-    if (field) points.add(field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+    const fields = line.split(' ');
+    const point = fields[4];
+    if (point === undefined) continue;
+    const sep = fields.indexOf('-');
+    const optional = fields.slice(6, sep < 0 ? undefined : sep).join(' ');
+    points.set(point.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))), optional);
   }
   return points;
 }
@@ -38,5 +45,5 @@ export async function mountPoints(): Promise<Set<string>> {
 /** Mount points at or below `dir`, deepest first (the order to unmount them in). */
 export async function mountsUnder(dir: string): Promise<string[]> {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return [...(await mountPoints())].filter((p) => p === dir || p.startsWith(prefix)).sort((a, b) => b.length - a.length);
+  return [...(await mountPoints()).keys()].filter((p) => p === dir || p.startsWith(prefix)).sort((a, b) => b.length - a.length);
 }

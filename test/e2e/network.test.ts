@@ -91,7 +91,7 @@ exec /usr/lib/cni/bridge
     const { items } = await d.client.call<{ items: Array<{ id: string }> }>('runtime', 'ListPodSandbox', {});
     for (const p of items) await d.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id });
     await d.dispose();
-    for (const m of [...(await mountPoints())].filter((p) => p.startsWith(d.state))) spawnSync('umount', ['-l', m]);
+    for (const m of [...(await mountPoints()).keys()].filter((p) => p.startsWith(d.state))) spawnSync('umount', ['-l', m]);
     spawnSync('ip', ['link', 'del', bridge]);
   });
 

@@ -11,7 +11,7 @@ import { finished, pipeline } from 'node:stream/promises';
 import { syncDir, tempSibling, writeFileAtomic } from '../util/atomic-file.ts';
 import { assertDigest, digestHex, sha256 } from '../util/digest.ts';
 import { writeAll } from '../util/write-all.ts';
-import { BerthError, errorMessage, failedPrecondition, invalidArgument, notFound, resourceExhausted } from '../util/errors.ts';
+import { BerthError, errnoCode, errorMessage, failedPrecondition, invalidArgument, notFound, resourceExhausted } from '../util/errors.ts';
 
 /** What the caller knows about a blob before fetching it (usually an OCI descriptor). */
 export interface ExpectedBlob {
@@ -45,14 +45,10 @@ export class ContentVerificationError extends BerthError {
   }
 }
 
-function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
-}
-
 /** ENOSPC/EDQUOT become RESOURCE_EXHAUSTED so callers (and kubelet's image GC) see a disk problem, not a bug. */
 function ioError(err: unknown, what: string): Error {
   if (err instanceof BerthError) return err;
-  if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) {
+  if (errnoCode(err) === 'ENOSPC' || errnoCode(err) === 'EDQUOT') {
     return resourceExhausted(`disk full while writing ${what}: ${errorMessage(err)}`, err);
   }
   return new BerthError('internal', `writing ${what} failed: ${errorMessage(err)}`, { cause: err });
@@ -284,7 +280,7 @@ export class ContentStore {
     try {
       return (await stat(this.path(digest))).size;
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) return undefined;
+      if (errnoCode(err) === 'ENOENT') return undefined;
       throw err;
     }
   }
@@ -297,7 +293,7 @@ export class ContentStore {
     try {
       return await readFile(this.path(digest));
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw notFound(`content ${digest} not found`);
+      if (errnoCode(err) === 'ENOENT') throw notFound(`content ${digest} not found`);
       throw err;
     }
   }
@@ -311,7 +307,7 @@ export class ContentStore {
     try {
       handle = await open(this.path(digest), 'r');
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw notFound(`content ${digest} not found`);
+      if (errnoCode(err) === 'ENOENT') throw notFound(`content ${digest} not found`);
       throw err;
     }
     return handle.createReadStream({ start: range.start, end: range.end, autoClose: true });
@@ -356,7 +352,7 @@ export class ContentStore {
       await rm(path);
       return true;
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) return false;
+      if (errnoCode(err) === 'ENOENT') return false;
       throw err;
     }
   }

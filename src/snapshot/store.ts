@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 import { chainIds, digestHex, isDigest } from '../util/digest.ts';
-import { BerthError, errorMessage } from '../util/errors.ts';
+import { BerthError, errnoCode, errorMessage } from '../util/errors.ts';
 import type { UnpackStats } from './unpack.ts';
 import { quoteDump, unquoteDump } from './xattr-dump.ts';
 
@@ -135,7 +135,7 @@ export class SnapshotStore {
     try {
       await rename(join(this.root, hex), grave);
     } catch (err) {
-      if (errCode(err) === 'ENOENT') {
+      if (errnoCode(err) === 'ENOENT') {
         index.delete(hex);
         return false;
       }
@@ -257,7 +257,7 @@ export class SnapshotStore {
     try {
       await rename(tmp, final);
     } catch (err) {
-      const code = errCode(err);
+      const code = errnoCode(err);
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
       const theirs = await readInfo(final, hex);
       if (theirs === null) throw new BerthError('internal', `snapshot ${hex} exists but has no valid info.json`, { cause: err });
@@ -281,7 +281,7 @@ export class SnapshotStore {
     try {
       names = await readdir(this.root);
     } catch (err) {
-      if (errCode(err) === 'ENOENT') return index;
+      if (errnoCode(err) === 'ENOENT') return index;
       throw err;
     }
     await Promise.all(
@@ -405,8 +405,4 @@ async function syncFilesystem(path: string): Promise<void> {
 
 function randomSuffix(): string {
   return randomBytes(6).toString('hex');
-}
-
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
 }

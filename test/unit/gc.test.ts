@@ -1,6 +1,6 @@
 // Garbage collection over real stores: what a named image or a lease reaches stays; unnamed images,
 // names of missing images, and blobs and snapshots nothing reaches go.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,8 @@ import { ContentStore } from '../../src/content/store.ts';
 import { SnapshotStore } from '../../src/snapshot/store.ts';
 import { sha256 } from '../../src/util/digest.ts';
 
-test('GC keeps what named images and leases reach and sweeps the rest', async (t) => {
+/** Real, empty image records, content and snapshot stores in a temp dir, and makers of blobs and snapshots. */
+async function stores(t: TestContext) {
   const base = await mkdtemp(join(tmpdir(), 'berth-gc-'));
   t.after(() => rm(base, { recursive: true, force: true }));
   const records = new ImageRecords(join(base, 'metadata'));
@@ -20,7 +21,6 @@ test('GC keeps what named images and leases reach and sweeps the rest', async (t
   await content.init();
   const snapshots = new SnapshotStore(join(base, 'snapshots'));
   await snapshots.cleanup();
-
   const blob = async (text: string): Promise<string> => (await content.put(sha256(text), Buffer.from(text))).digest;
   const snapshot = async (text: string): Promise<string> => {
     const diffId = sha256(text);
@@ -34,6 +34,11 @@ test('GC keeps what named images and leases reach and sweeps the rest', async (t
     });
     return diffId;
   };
+  return { base, records, content, snapshots, blob, snapshot };
+}
+
+test('GC keeps what named images and leases reach and sweeps the rest', async (t) => {
+  const { base, records, content, snapshots, blob, snapshot } = await stores(t);
   const image = async (seed: string): Promise<ImageRecord> => {
     const layerBlob = await blob(`${seed} layer`);
     const chainId = await snapshot(`${seed} layer`);
@@ -82,27 +87,7 @@ test('GC keeps what named images and leases reach and sweeps the rest', async (t
 });
 
 test('a sweep after a removal takes only what the removed image held and nothing else reaches', async (t) => {
-  const base = await mkdtemp(join(tmpdir(), 'berth-gc-'));
-  t.after(() => rm(base, { recursive: true, force: true }));
-  const records = new ImageRecords(join(base, 'metadata'));
-  await records.load();
-  const content = new ContentStore(join(base, 'content'));
-  await content.init();
-  const snapshots = new SnapshotStore(join(base, 'snapshots'));
-  await snapshots.cleanup();
-  const blob = async (text: string): Promise<string> => (await content.put(sha256(text), Buffer.from(text))).digest;
-  const snapshot = async (text: string): Promise<string> => {
-    const diffId = sha256(text);
-    await snapshots.unpackWith(diffId, null, diffId, {
-      fill: async (dir) => {
-        await writeFile(join(dir, 'f'), text);
-        return { files: 1, dirs: 0, bytes: text.length, whiteouts: 0 };
-      },
-      skip: async () => {},
-      cancel: () => {},
-    });
-    return diffId;
-  };
+  const { base, records, content, snapshots, blob, snapshot } = await stores(t);
   const shared = { digest: await blob('shared layer'), mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 1, diffId: await snapshot('shared layer'), chainId: sha256('shared layer') };
   const image = async (seed: string): Promise<ImageRecord> => {
     const rec: ImageRecord = {

@@ -26,6 +26,7 @@ import type { Metrics } from './metrics.ts';
 import { Prefetcher, setCondition } from './prefetcher.ts';
 import { jittered, sleep } from './backoff.ts';
 import { KubeletSwitch, type SwitchNode } from './kubelet-switch.ts';
+import { ChangeFlag } from './change-flag.ts';
 
 interface Node extends SwitchNode {
   status?: SwitchNode['status'] & { runtimeHandlers?: { name: string }[] };
@@ -77,8 +78,7 @@ export class NodeAgent {
   #berthNodeExists = false;
   #lastStatus = '';
   #lastPins: string | undefined;
-  #dirty = false;
-  #wake: (() => void) | undefined;
+  readonly #changes = new ChangeFlag(false);
   #writeFailures = 0;
 
   constructor(options: AgentOptions) {
@@ -118,8 +118,7 @@ export class NodeAgent {
   }
 
   #kick(): void {
-    this.#dirty = true;
-    this.#wake?.();
+    this.#changes.raise();
   }
 
   async #pollRuntime(signal: AbortSignal): Promise<void> {
@@ -158,28 +157,19 @@ export class NodeAgent {
   async #loop(signal: AbortSignal): Promise<void> {
     let nextStatusAt = 0;
     while (!signal.aborted) {
-      if (!this.#dirty) {
-        await new Promise<void>((resolve) => {
-          // The listener goes with the wait: the signal lives as long as the process.
-          const done = (): void => {
-            signal.removeEventListener('abort', done);
-            resolve();
-          };
-          this.#wake = done;
-          signal.addEventListener('abort', done, { once: true });
-        });
-        this.#wake = undefined;
+      if (!this.#changes.raised) {
+        await this.#changes.wait(signal);
         continue;
       }
       // Coalesce: changes arriving within the interval land in one write.
       const wait = nextStatusAt - Date.now();
       if (wait > 0) await sleep(wait, signal);
-      this.#dirty = false;
+      this.#changes.lower();
       const ok = await this.#reconcile();
       nextStatusAt = Date.now() + this.#o.statusIntervalMs;
       if (!ok) {
         this.#writeFailures++;
-        this.#dirty = true;
+        this.#changes.raise();
         await sleep(jittered({ initialMs: this.#o.timing.backoff.initialMs, maxMs: this.#o.timing.backoff.maxMs }, this.#writeFailures), signal);
       } else {
         this.#writeFailures = 0;

@@ -9,6 +9,7 @@ import { Informer, objectKey, type WatchTiming } from './informer.ts';
 import type { Metrics } from './metrics.ts';
 import { sleep } from './backoff.ts';
 import { setCondition } from './prefetcher.ts';
+import { ChangeFlag } from './change-flag.ts';
 
 export interface AggregatorOptions {
   kube: Kube;
@@ -76,8 +77,7 @@ export class Aggregator {
   readonly #prefetches: Informer<ImagePrefetch>;
   readonly #nodes: Informer<BerthNode>;
   readonly #lastWrite = new Map<string, number>();
-  #dirty = true;
-  #wake: (() => void) | undefined;
+  readonly #changes = new ChangeFlag(true);
 
   constructor(options: AggregatorOptions) {
     this.#o = options;
@@ -87,8 +87,7 @@ export class Aggregator {
   }
 
   #kick(): void {
-    this.#dirty = true;
-    this.#wake?.();
+    this.#changes.raise();
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -97,23 +96,14 @@ export class Aggregator {
 
   async #loop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      if (!this.#dirty || !this.#prefetches.synced || !this.#nodes.synced) {
-        await new Promise<void>((resolve) => {
-          // The listener goes with the wait: the signal lives as long as the process.
-          const done = (): void => {
-            signal.removeEventListener('abort', done);
-            resolve();
-          };
-          this.#wake = done;
-          signal.addEventListener('abort', done, { once: true });
-        });
-        this.#wake = undefined;
+      if (!this.#changes.raised || !this.#prefetches.synced || !this.#nodes.synced) {
+        await this.#changes.wait(signal);
         continue;
       }
-      this.#dirty = false;
+      this.#changes.lower();
       const waitMs = await this.#recompute();
       if (waitMs > 0) {
-        this.#dirty = true;
+        this.#changes.raise();
         await sleep(waitMs, signal);
       }
     }

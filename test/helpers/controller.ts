@@ -2,9 +2,9 @@
 // short watch and retry timings the tests need, and polls for conditions with a deadline.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FakeApiServer } from './fake-apiserver.ts';
 import { freePort } from './registry.ts';
+import { poll } from './poll.ts';
 
 export const CONTROLLER = fileURLToPath(new URL('../../bin/berth-controller.js', import.meta.url));
 
@@ -56,22 +56,9 @@ export async function startController(api: FakeApiServer, token: string, args: s
   return ctl;
 }
 
-/** Polls `check` until it returns a truthy value (returned) or the deadline passes. */
+/** Polls `check` until it returns a truthy value (returned) or the deadline passes; a throw counts as "not yet". */
 export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number, what: string, explain?: () => string): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}${explain ? `\n${explain()}` : ''}`);
-    }
-    await sleep(50);
-  }
+  return (await poll(what, check, { timeoutMs, intervalMs: 50, accept: Boolean, retryErrors: true, explain })) as NonNullable<T>;
 }
 
 /** A metric's value summed over label sets that contain `match` (e.g. `resource="nodes"`). */

@@ -11,6 +11,7 @@ import { busyboxImage, pushImage, type ImageSpec } from './images.ts';
 import { runCommand } from '../../src/util/run-command.ts';
 import { mountsUnder } from '../../src/util/mount.ts';
 import { removeMasquerade } from '../../src/network/masquerade.ts';
+import { poll } from './poll.ts';
 
 export const BUSYBOX = 'docker.io/library/busybox:latest';
 
@@ -157,20 +158,9 @@ export async function containerStatus(d: TestDaemon, id: string, verbose = false
   return d.client.call('runtime', 'ContainerStatus', { container_id: id, verbose });
 }
 
-/** Polls until `check` returns a value (not undefined) or `ms` pass. */
+/** Polls until `check` returns a value (not undefined) or `ms` pass; a throw counts as "not yet". */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  return (await poll(what, check, { timeoutMs: ms, intervalMs: 50, accept: (v) => v !== undefined, retryErrors: true })) as T;
 }
 
 export async function waitExited(d: TestDaemon, id: string, ms = 20_000): Promise<ContainerStatusView> {

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { ResultCache } from '../../src/network/result-cache.ts';
 import { createNetns, netnsExists, removeNetns } from '../../src/network/netns.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { freePort } from '../helpers/registry.ts';
+import { until } from '../helpers/poll.ts';
 
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : 'needs root (network namespaces, bridges, iptables)';
@@ -360,7 +360,7 @@ test('a cancelled setUp kills the running plugin and rolls back', { skip }, asyn
   const p = await pod(f, net, 'l');
   const ac = new AbortController();
   const setUp = net.setUp(p, ac.signal);
-  for (let i = 0; i < 300 && !(await access(started).then(() => true, () => false)); i++) await sleep(20);
+  await until('the hanging plugin to start', () => access(started).then(() => true, () => false));
   ac.abort();
   await assert.rejects(setUp, (err: BerthError) => err.kind === 'cancelled' && /bnt-hang ADD/.test(err.message));
   assert.equal((await leases(f.ipamDir)).length, 0);

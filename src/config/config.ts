@@ -106,6 +106,9 @@ export function shownConfig(c: BerthConfig): object {
       defaultBridge: c.network.defaultBridge,
       pluginTimeoutSeconds: c.network.pluginTimeoutSeconds,
     },
+    // What the node agent's kubelet switch runs on the host (berth.v1.Node): shown so an admin can
+    // check from `crictl info` which unit launcher and berth-install a switch or revert would use.
+    node: { systemdRun: c.node.systemdRun, installCommand: c.node.installCommand, switchTimeoutSeconds: c.node.switchTimeoutSeconds },
   };
 }
 

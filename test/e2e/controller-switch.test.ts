@@ -206,6 +206,10 @@ describe('kubelet switch (node agent → berthd → host unit)', () => {
     await writeFile(join(dir, 'hold'), '');
     const daemon = await startDaemon({ config: `[node]\nsystemd_run = ["/bin/sh", ${JSON.stringify(join(dir, 'recorder.sh'))}]\ninstall_command = ["berth-install"]\n` });
     try {
+      // crictl info (verbose Status) shows what a switch would run on the host.
+      const verbose = await daemon.client.call<{ info: Record<string, string> }>('runtime', 'Status', { verbose: true });
+      const shown = JSON.parse(verbose.info.config ?? '{}') as { node?: unknown };
+      assert.deepEqual(shown.node, { systemdRun: ['/bin/sh', join(dir, 'recorder.sh')], installCommand: ['berth-install'], switchTimeoutSeconds: 600 });
       const call = (req: object) => daemon.client.call<{ state: string; revert: boolean; message: string }>('node', 'SwitchKubelet', req);
       assert.equal((await daemon.client.call<{ state: string }>('node', 'SwitchStatus', {})).state, 'SWITCH_STATE_IDLE');
       await assert.rejects(call({}), (e: { code: number; details: string }) => e.code === grpcStatus.FAILED_PRECONDITION && /cordon and drain the node first/.test(e.details));

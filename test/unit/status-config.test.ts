@@ -17,4 +17,6 @@ test('verbose Status shows what the allow-list names and nothing else', () => {
   assert.equal(shown.root, config.root);
   assert.deepEqual(shown.registry.hosts['registry.example']?.mirrors, ['https://m.example']);
   assert.equal(shown.registry.hosts['registry.example']?.credentials, true);
+  // The [node] keys the node agent's kubelet switch relies on are shown.
+  assert.deepEqual((JSON.parse(text) as { node: unknown }).node, { systemdRun: config.node.systemdRun, installCommand: config.node.installCommand, switchTimeoutSeconds: config.node.switchTimeoutSeconds });
 });

@@ -98,6 +98,7 @@ export class NodeAgent {
       cri: options.cri,
       log: options.log,
       readyTimeoutMs: options.switchTimeoutMs,
+      condition: () => this.#conditions.find((c) => c.type === 'KubeletSwitch'),
       onCondition: (c) => {
         this.#conditions = setCondition(this.#conditions, c);
       },

@@ -3,8 +3,11 @@
 // berthd (berth.v1.Node, which runs `berth-install switch --drained` in a host unit) and label
 // `switching`; once the Node is Ready with a `berth://` runtime: `done`, untainted. A failed switch,
 // or a kubelet that does not come back on berth in time, is reverted: `failed`. An admin's `revert`
-// ends in `reverted`. All state lives in the label and in berthd's SwitchStatus, so an agent killed
-// at any point (the switch removes the old runtime's pods, this one's too) picks up where it was.
+// ends in `reverted`. Either revert is followed until the kubelet has reported the Node Ready on
+// its previous runtime since the revert began; if it has not within the timeout (or the revert
+// unit failed), the condition says `RevertFailed`. All state lives in the label, the BerthNode's
+// `KubeletSwitch` condition and berthd's SwitchStatus, so an agent killed at any point (the switch
+// removes the old runtime's pods, this one's too) picks up where it was.
 import type { Logger } from 'pino';
 import type { CriClient } from '../client/cri-client.ts';
 import type { Condition, KubeObject } from './api.ts';
@@ -15,7 +18,7 @@ export interface SwitchNode extends KubeObject {
   spec?: { unschedulable?: boolean; taints?: { key: string; value?: string; effect: string }[] };
   status?: {
     nodeInfo?: { containerRuntimeVersion?: string };
-    conditions?: { type: string; status: string }[];
+    conditions?: { type: string; status: string; lastHeartbeatTime?: string }[];
   };
 }
 
@@ -27,6 +30,7 @@ interface SwitchStatus {
   state: 'SWITCH_STATE_IDLE' | 'SWITCH_STATE_RUNNING' | 'SWITCH_STATE_SUCCEEDED' | 'SWITCH_STATE_FAILED';
   revert: boolean;
   message: string;
+  started_at_ms: number;
   finished_at_ms: number;
 }
 
@@ -35,8 +39,10 @@ export interface KubeletSwitchOptions {
   kube: Kube;
   cri: CriClient;
   log: Logger;
-  /** How long the Node has, after the host unit succeeded, to be Ready on berth (ms). */
+  /** How long the Node has, after the host unit succeeded, to be Ready on berth, or back (ms). */
   readyTimeoutMs: number;
+  /** The BerthNode's `KubeletSwitch` condition as this agent knows it (restored after a restart). */
+  condition(): Condition | undefined;
   /** Sets the BerthNode's `KubeletSwitch` condition. */
   onCondition(c: Omit<Condition, 'lastTransitionTime'>): void;
   /** The Node as the API server answered a write (the watch will agree). */
@@ -45,6 +51,8 @@ export interface KubeletSwitchOptions {
 
 /** Label values the agent acts on; the others (refused, done, failed, reverted) are final. */
 const ACTIVE = new Set(['requested', 'revert', 'switching', 'reverting']);
+/** Ends the `SwitchFailed` message while the agent waits for the reverted kubelet to come back. */
+const RESTORING = "; the kubelet's backup is being restored (journalctl -u berth-revert on the node)";
 
 export class KubeletSwitch {
   readonly #o: KubeletSwitchOptions;
@@ -57,7 +65,14 @@ export class KubeletSwitch {
 
   /** Whether the label asks for work: the agent then polls instead of waiting for events. */
   active(node: SwitchNode | undefined): boolean {
-    return ACTIVE.has(node?.metadata.labels?.[LABEL_SWITCH] ?? '');
+    const label = node?.metadata.labels?.[LABEL_SWITCH] ?? '';
+    return ACTIVE.has(label) || (label === 'failed' && this.#restoring() !== undefined);
+  }
+
+  /** After a failed switch, until the kubelet is back: why the switch failed. */
+  #restoring(): string | undefined {
+    const c = this.#o.condition();
+    return c?.reason === 'SwitchFailed' && c.status === 'Unknown' && c.message.endsWith(RESTORING) ? c.message.slice(0, -RESTORING.length) : undefined;
   }
 
   /** One step; false when a call failed and should be retried. */
@@ -69,9 +84,13 @@ export class KubeletSwitch {
         case 'revert':
           return await this.#begin(node, true);
         case 'switching':
-          return await this.#follow(node, false);
+          return await this.#followSwitch(node);
         case 'reverting':
-          return await this.#follow(node, true);
+          return await this.#followRevert(node, undefined);
+        case 'failed': {
+          const why = this.#restoring();
+          return why === undefined ? true : await this.#followRevert(node, why);
+        }
         default:
           return true;
       }
@@ -99,30 +118,23 @@ export class KubeletSwitch {
     return true;
   }
 
-  async #follow(node: SwitchNode, revert: boolean): Promise<boolean> {
-    const st = await this.#o.cri.call<SwitchStatus>('node', 'SwitchStatus', {}, { timeoutMs: 10_000 });
+  async #followSwitch(node: SwitchNode): Promise<boolean> {
+    const st = await this.#status();
     if (st.state === 'SWITCH_STATE_RUNNING') return true;
-    if (!revert && onBerth(node)) {
+    if (onBerth(node)) {
       await this.#patch(node, { [LABEL_SWITCH]: 'done' }, false);
       this.#o.onCondition({ type: 'KubeletSwitch', status: 'True', reason: 'Switched', message: `the kubelet runs on berth (${node.status?.nodeInfo?.containerRuntimeVersion})` });
       return true;
     }
-    const ours = st.state !== 'SWITCH_STATE_IDLE' && st.revert === revert;
-    if (!ours) {
+    if (st.state === 'SWITCH_STATE_IDLE' || st.revert) {
       // berthd restarted (its status is in memory) or ran the other operation: ask again; both
       // berth-install verbs converge when rerun.
       this.#idleSince ||= Date.now();
-      if (!revert && Date.now() - this.#idleSince > this.#o.readyTimeoutMs) return this.#fail(node, 'berthd lost track of the switch and the kubelet is not on berth');
-      await this.#ask(revert);
+      if (Date.now() - this.#idleSince > this.#o.readyTimeoutMs) return this.#fail(node, 'berthd lost track of the switch and the kubelet is not on berth');
+      await this.#ask(false);
       return true;
     }
     this.#idleSince = 0;
-    if (revert) {
-      const ok = st.state === 'SWITCH_STATE_SUCCEEDED';
-      await this.#patch(node, { [LABEL_SWITCH]: ok ? 'reverted' : 'failed' }, false);
-      this.#o.onCondition({ type: 'KubeletSwitch', status: 'False', reason: ok ? 'Reverted' : 'RevertFailed', message: ok ? 'the kubelet is back on its previous runtime' : `revert failed: ${st.message}` });
-      return true;
-    }
     if (st.state === 'SWITCH_STATE_FAILED') return this.#fail(node, `the switch failed: ${st.message}`);
     if (Date.now() - st.finished_at_ms > this.#o.readyTimeoutMs) {
       return this.#fail(node, `the kubelet was not Ready with a berth:// runtime within ${Math.round(this.#o.readyTimeoutMs / 1000)} s of the switch (runtime: ${node.status?.nodeInfo?.containerRuntimeVersion ?? 'unknown'})`);
@@ -130,10 +142,53 @@ export class KubeletSwitch {
     return true;
   }
 
+  /**
+   * A revert: an admin's (`reverting`; `switchFailed` undefined) or the one after a failed switch
+   * (label `failed`; why it failed). Done only when the host unit succeeded and the kubelet, since
+   * the revert began, reported the Node Ready on a runtime other than berth: restored files alone
+   * do not bring a node back (a kubelet left stopped, or still on berth, is the breakage to catch).
+   */
+  async #followRevert(node: SwitchNode, switchFailed: string | undefined): Promise<boolean> {
+    const st = await this.#status();
+    if (st.state === 'SWITCH_STATE_RUNNING') return true;
+    if (st.state === 'SWITCH_STATE_IDLE' || !st.revert) {
+      // berthd restarted and forgot, or still shows the switch: ask again (a revert converges).
+      await this.#ask(true);
+      return true;
+    }
+    const runtime = node.status?.nodeInfo?.containerRuntimeVersion || 'unknown';
+    let notBack: string | undefined;
+    if (st.state === 'SWITCH_STATE_FAILED') {
+      notBack = `restoring the kubelet's backup failed: ${st.message}; restore the files under /var/lib/berth/installer/kubelet-backup by hand and restart the kubelet (journalctl -u berth-revert on the node)`;
+    } else if (backOnOldRuntime(node, st.started_at_ms)) {
+      const back = `the kubelet is back on its previous runtime (${runtime}) and Ready`;
+      if (switchFailed === undefined) {
+        await this.#patch(node, { [LABEL_SWITCH]: 'reverted' }, false);
+        this.#o.onCondition({ type: 'KubeletSwitch', status: 'False', reason: 'Reverted', message: back });
+      } else {
+        this.#o.onCondition({ type: 'KubeletSwitch', status: 'False', reason: 'SwitchFailed', message: `${switchFailed}; reverted: ${back}` });
+      }
+      this.#o.log.info({ runtime }, 'kubelet revert verified');
+      return true;
+    } else if (Date.now() - st.finished_at_ms > this.#o.readyTimeoutMs) {
+      notBack = `the kubelet's files were restored, but ${Math.round(this.#o.readyTimeoutMs / 1000)} s later the kubelet has not reported the Node Ready on its previous runtime since the revert (${notBackDetail(node, st.started_at_ms)}); check the kubelet and its runtime on the node (journalctl -u kubelet -u berth-revert)`;
+    }
+    if (notBack === undefined) return true;
+    await this.#patch(node, { [LABEL_SWITCH]: 'failed' }, false);
+    this.#o.onCondition({ type: 'KubeletSwitch', status: 'False', reason: 'RevertFailed', message: switchFailed === undefined ? `revert failed: ${notBack}` : `${switchFailed}; the revert did not bring the node back: ${notBack}` });
+    this.#o.log.error({ why: notBack }, 'kubelet revert did not bring the node back');
+    return true;
+  }
+
+  async #status(): Promise<SwitchStatus> {
+    return this.#o.cri.call<SwitchStatus>('node', 'SwitchStatus', {}, { timeoutMs: 10_000 });
+  }
+
   async #fail(node: SwitchNode, why: string): Promise<boolean> {
     await this.#ask(true);
     await this.#patch(node, { [LABEL_SWITCH]: 'failed' }, false);
-    this.#o.onCondition({ type: 'KubeletSwitch', status: 'False', reason: 'SwitchFailed', message: `${why}; the kubelet's backup is being restored (journalctl -u berth-revert on the node)` });
+    // Unknown until the kubelet is seen back on its previous runtime (#followRevert).
+    this.#o.onCondition({ type: 'KubeletSwitch', status: 'Unknown', reason: 'SwitchFailed', message: `${why}${RESTORING}` });
     this.#o.log.error({ why }, 'kubelet switch failed; reverting');
     return true;
   }
@@ -178,6 +233,32 @@ export class KubeletSwitch {
     this.#o.log.info({ labels, tainted }, 'kubelet switch: node updated');
     return updated;
   }
+}
+
+/** The Ready condition's heartbeat (second precision) is at or after `sinceMs`: posted since then. */
+function readySince(node: SwitchNode, sinceMs: number): { ready: boolean; fresh: boolean } {
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  const beat = Date.parse(ready?.lastHeartbeatTime ?? '');
+  return { ready: ready?.status === 'True', fresh: beat >= Math.floor(sinceMs / 1000) * 1000 };
+}
+
+/**
+ * The kubelet is back after a revert that started at `sinceMs`: it reported the Node Ready since
+ * then (a Ready left over from before stays True for the node-monitor grace period) on a runtime
+ * that is not berth (a kubelet that was never restarted still says berth://).
+ */
+function backOnOldRuntime(node: SwitchNode, sinceMs: number): boolean {
+  const runtime = node.status?.nodeInfo?.containerRuntimeVersion ?? '';
+  const { ready, fresh } = readySince(node, sinceMs);
+  return ready && fresh && runtime !== '' && !runtime.startsWith('berth://');
+}
+
+function notBackDetail(node: SwitchNode, sinceMs: number): string {
+  const runtime = node.status?.nodeInfo?.containerRuntimeVersion || 'unknown';
+  const { ready, fresh } = readySince(node, sinceMs);
+  if (!fresh) return `no Node status from the kubelet since then; runtime ${runtime}`;
+  if (!ready) return `the Node is not Ready; runtime ${runtime}`;
+  return `the Node is Ready but still on ${runtime}: the kubelet was not restarted onto its previous runtime`;
 }
 
 /** The kubelet came back on berth: Ready, with a `berth://` runtime. */

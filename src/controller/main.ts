@@ -36,7 +36,8 @@ Tuning (defaults suit production; tests shrink them):
   --status-interval-ms N   shortest gap between status writes (default 250 agent, 1000 aggregator)
   --time-scale F           multiplies ImagePrefetch jitter, backoff and refresh seconds (default 1)
   --switch-timeout-ms N    how long the kubelet has, after the host's switch unit ended, to be Ready
-                           on berth before the agent reverts it (default 600000)
+                           on berth before the agent reverts it, and after a revert unit ended, to
+                           be Ready on its previous runtime before RevertFailed (default 600000)
   -h, --help, --version
 `;
 

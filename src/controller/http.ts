@@ -36,6 +36,9 @@ export async function serve(addr: { host: string; port: number }, endpoints: End
       const mem = process.memoryUsage();
       endpoints.metrics.set('process_resident_memory_bytes', {}, mem.rss);
       endpoints.metrics.set('nodejs_heap_used_bytes', {}, mem.heapUsed);
+      // What V8 holds from the OS (used, garbage and free pages) and Buffers outside its heap.
+      endpoints.metrics.set('nodejs_heap_total_bytes', {}, mem.heapTotal);
+      endpoints.metrics.set('nodejs_external_bytes', {}, mem.external);
       return send(200, endpoints.metrics.render(), 'text/plain; version=0.0.4');
     }
     send(404, 'not found\n');

@@ -102,7 +102,7 @@ export class NodeAgent {
       onCondition: (c) => {
         this.#conditions = setCondition(this.#conditions, c);
       },
-      onNode: (n) => this.#nodes.store.set(options.nodeName, n),
+      onNode: (n, basedOn) => this.#nodes.accept(n, basedOn),
     });
     this.#prefetcher = new Prefetcher({ cri: options.cri, kube: options.kube, log: options.log, metrics: options.metrics, onChange: () => this.#kick(), timeScale: options.timeScale });
   }
@@ -222,8 +222,8 @@ export class NodeAgent {
     if (Object.keys(patch).some((k) => !k.startsWith(LABEL_PREFIX))) throw new Error('the agent only writes berth.io/ labels');
     try {
       const updated = await this.#o.kube.patch<Node>(`/api/v1/nodes/${encodeURIComponent(node.metadata.name)}`, { metadata: { labels: patch } });
-      // Take the answer as the node's state now; the watch event will agree.
-      this.#nodes.store.set(node.metadata.name, updated);
+      // Take the answer as the node's state now (unless the watch brought a newer one already).
+      this.#nodes.accept(updated, node.metadata.resourceVersion);
       this.#o.log.info({ labels: patch }, 'node labels updated');
       return true;
     } catch (err) {

@@ -127,7 +127,7 @@ export class Aggregator {
       const path = `${resourcePath(GROUP, VERSION, 'imageprefetches', p.metadata.namespace)}/${encodeURIComponent(p.metadata.name)}/status`;
       try {
         const updated = await kube.patch<ImagePrefetch>(path, { status: next });
-        this.#prefetches.store.set(objectKey(updated), updated);
+        this.#prefetches.accept(updated, p.metadata.resourceVersion);
         metrics.inc('berth_controller_status_writes_total', { kind: 'ImagePrefetch' });
       } catch (err) {
         log.warn({ prefetch: objectKey(p), err: (err as Error).message }, 'writing ImagePrefetch status failed; will retry');

@@ -72,6 +72,17 @@ export class Informer<T extends KubeObject> {
     return this.#synced;
   }
 
+  /**
+   * Takes the answer to our own write as the cached copy, but only while the cache still holds the
+   * version the write was based on. Otherwise the watch got there first: the cache holds its copy,
+   * as new or newer than the answer, or nothing because the object was deleted meanwhile, and a
+   * late answer must neither roll it back nor bring a deleted object back for good.
+   */
+  accept(answer: T, basedOn: string | undefined): void {
+    const key = objectKey(answer);
+    if (this.store.get(key)?.metadata.resourceVersion === basedOn) this.store.set(key, answer);
+  }
+
   /** Runs until `signal` fires. Never throws: every failure is retried. */
   async run(signal: AbortSignal): Promise<void> {
     const { timing, log, metrics, name } = this.#o;

@@ -45,8 +45,8 @@ export interface KubeletSwitchOptions {
   condition(): Condition | undefined;
   /** Sets the BerthNode's `KubeletSwitch` condition. */
   onCondition(c: Omit<Condition, 'lastTransitionTime'>): void;
-  /** The Node as the API server answered a write (the watch will agree). */
-  onNode(node: SwitchNode): void;
+  /** The Node as the API server answered a write based on version `basedOn` (the watch will agree). */
+  onNode(node: SwitchNode, basedOn: string | undefined): void;
 }
 
 /** Label values the agent acts on; the others (refused, done, failed, reverted) are final. */
@@ -229,7 +229,7 @@ export class KubeletSwitch {
     const patch: Record<string, unknown> = { metadata: { resourceVersion: node.metadata.resourceVersion, labels } };
     if (has !== tainted) patch.spec = { taints: next.length > 0 ? next : null };
     const updated = await this.#o.kube.patch<SwitchNode>(`/api/v1/nodes/${encodeURIComponent(node.metadata.name)}`, patch);
-    this.#o.onNode(updated);
+    this.#o.onNode(updated, node.metadata.resourceVersion);
     this.#o.log.info({ labels, tainted }, 'kubelet switch: node updated');
     return updated;
   }

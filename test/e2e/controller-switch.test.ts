@@ -248,6 +248,22 @@ describe('kubelet switch (node agent → berthd → host unit)', () => {
     assert.deepEqual(forbidden(), []);
   });
 
+  test('a revert after which the kubelet still reports berth:// (never restarted) ends RevertFailed', async () => {
+    const n = await addNode('sw-stuck', { cordoned: false, switchTimeoutMs: 1500 });
+    // The unit waits until the kubelet has reported, so its report counts as after the revert began.
+    await writeFile(join(n.dir, 'hold'), '');
+    edit(n.name, { 'berth.io/switch': 'revert' });
+    await hostOp(n, true, 'SWITCH_STATE_RUNNING');
+    kubelet(n.name, 'berth://0.1.0');
+    await rm(join(n.dir, 'hold'));
+    await waitFor(() => label(n.name) === 'failed', 15_000, 'failed', explain(n));
+    // The label goes first; the BerthNode's status follows in the same pass.
+    await waitFor(() => condition(n.name)?.reason === 'RevertFailed', 15_000, 'RevertFailed', explain(n));
+    assert.match(condition(n.name)?.message ?? '', /the Node is Ready but still on berth:\/\/0\.1\.0: the kubelet was not restarted onto its previous runtime/);
+    assert.deepEqual(taints(n.name), [OTHER_TAINT]);
+    assert.deepEqual(forbidden(), []);
+  });
+
   /** Every fixture file on the node is byte for byte its golden copy under `tree`. */
   async function assertHostFiles(n: SwitchNode, tree: 'input' | 'expected'): Promise<void> {
     for (const e of await readdir(join(GOLDEN, 'input'), { withFileTypes: true, recursive: true })) {
@@ -281,7 +297,8 @@ describe('kubelet switch (node agent → berthd → host unit)', () => {
     await waitFor(() => label(n.name) === 'failed', 20_000, 'failed', explain(n));
     await hostOp(n, true, 'SWITCH_STATE_SUCCEEDED');
     await assertHostFiles(n, 'input');
-    assert.equal(condition(n.name)?.status, 'Unknown');
+    await waitFor(() => condition(n.name)?.reason === 'SwitchFailed', 15_000, 'SwitchFailed', explain(n));
+    assert.equal(condition(n.name)?.status, 'Unknown', 'not verified before the kubelet reports');
     assert.match(condition(n.name)?.message ?? '', /removing the old runtime's pods/);
     kubelet(n.name, 'containerd://1.7.0');
     await waitFor(() => condition(n.name)?.status === 'False', 15_000, 'revert verified', explain(n));
@@ -300,7 +317,7 @@ describe('kubelet switch (node agent → berthd → host unit)', () => {
     for (const f of await readdir(backup)) if (f.endsWith('.orig')) await writeFile(join(backup, f), 'damaged\n');
     edit(n.name, { 'berth.io/switch': 'revert' });
     await waitFor(() => label(n.name) === 'failed', 20_000, 'failed', explain(n));
-    assert.equal(condition(n.name)?.reason, 'RevertFailed');
+    await waitFor(() => condition(n.name)?.reason === 'RevertFailed', 15_000, 'RevertFailed', explain(n));
     assert.match(condition(n.name)?.message ?? '', /revert failed: restoring the kubelet's backup failed: .*restore the files under \/var\/lib\/berth\/installer\/kubelet-backup by hand/s);
     assert.deepEqual(taints(n.name), [OTHER_TAINT]);
     await assertHostFiles(n, 'expected');

@@ -57,3 +57,41 @@ test('pages, then a failing server gets few retries; recovery catches up', async
     await running;
   }
 });
+
+test('the answer to our own write is taken only over the version it was based on: a late one neither rolls back a newer watched version nor brings back a deleted object', async () => {
+  type Node = { metadata: { name: string; resourceVersion?: string; labels?: Record<string, string> } };
+  api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, spec: {} });
+  const informer = new Informer<Node & { metadata: { name: string } }>(kube, {
+    path: '/api/v1/nodes',
+    name: 'nodes',
+    timing: { watchTimeoutSeconds: { min: 5, max: 5 }, idleTimeoutMs: 2000, relistJitterMs: 50, backoff: { initialMs: 100, maxMs: 400 }, pageSize: 50 },
+    log: pino({ level: 'silent' }),
+    metrics,
+    onChange: () => undefined,
+  });
+  const ac = new AbortController();
+  const running = informer.run(ac.signal);
+  const rv = (): string | undefined => informer.store.get('n1')?.metadata.resourceVersion;
+  try {
+    await waitFor(() => informer.store.has('n1'), 5000, 'listed');
+    const based = rv();
+    const answer = await kube.patch<Node>('/api/v1/nodes/n1', { metadata: { labels: { 'berth.io/runtime': 'ready' } } });
+    // Someone else changes the node after our write; the watch delivers it before our answer lands.
+    const newer = api.apply({ ...api.get('nodes', 'n1'), metadata: { ...api.get('nodes', 'n1')?.metadata, labels: { 'berth.io/runtime': 'ready', team: 'a' } } });
+    await waitFor(() => rv() === newer.metadata.resourceVersion, 5000, 'newer version watched');
+    informer.accept(answer, based);
+    assert.equal(rv(), newer.metadata.resourceVersion, 'not rolled back');
+
+    const next = await kube.patch<Node>('/api/v1/nodes/n1', { metadata: { labels: { 'berth.io/version': '1' } } });
+    informer.accept(next, newer.metadata.resourceVersion);
+    assert.equal(rv(), next.metadata.resourceVersion, 'taken over the version it was based on');
+
+    api.remove('nodes', 'n1');
+    await waitFor(() => !informer.store.has('n1'), 5000, 'deletion watched');
+    informer.accept(next, newer.metadata.resourceVersion);
+    assert.equal(informer.store.has('n1'), false, 'a deleted object stays deleted');
+  } finally {
+    ac.abort();
+    await running;
+  }
+});

@@ -123,7 +123,6 @@ export class Aggregator {
         wait = wait === 0 ? writeIntervalMs - since : Math.min(wait, writeIntervalMs - since);
         continue;
       }
-      this.#lastWrite.set(uid, Date.now());
       const path = `${resourcePath(GROUP, VERSION, 'imageprefetches', p.metadata.namespace)}/${encodeURIComponent(p.metadata.name)}/status`;
       try {
         const updated = await kube.patch<ImagePrefetch>(path, { status: next });
@@ -132,6 +131,10 @@ export class Aggregator {
       } catch (err) {
         log.warn({ prefetch: objectKey(p), err: (err as Error).message }, 'writing ImagePrefetch status failed; will retry');
         wait = wait === 0 ? writeIntervalMs : Math.min(wait, writeIntervalMs);
+      } finally {
+        // Counted from the answer: the server sees two writes at least the interval apart, however
+        // long the first one took to reach it.
+        this.#lastWrite.set(uid, Date.now());
       }
     }
     // Forget write times of prefetches that are gone.

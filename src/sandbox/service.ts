@@ -86,7 +86,7 @@ export class SandboxService {
     await this.netnsPool.close();
   }
 
-  /** Releases pod directories and netns pins that no record owns (a record moved aside as corrupt). */
+  /** Releases pod directories and netns pins that no record owns (a record moved aside as corrupt, a netns pool a killed daemon left). */
   private async sweepOrphans(): Promise<void> {
     const known = (name: string): boolean => !/^[a-f0-9]{64}$/.test(name) || this.records.get(name) !== undefined;
     for (const name of await readdir(join(this.config.state, 'sandboxes')).catch(() => [] as string[])) {

@@ -42,6 +42,8 @@ export interface BerthConfig {
     defaultBridge: string;
     /** Deadline for one CNI plugin run. */
     pluginTimeoutSeconds: number;
+    /** Network namespaces kept made ahead of time for new pods; 0 = make each on demand. */
+    netnsPool: number;
   };
   /** The HTTP server behind Exec/Attach/PortForward URLs. */
   streaming: {
@@ -105,6 +107,7 @@ export function shownConfig(c: BerthConfig): object {
       defaultSubnet: c.network.defaultSubnet,
       defaultBridge: c.network.defaultBridge,
       pluginTimeoutSeconds: c.network.pluginTimeoutSeconds,
+      netnsPool: c.network.netnsPool,
     },
     // What the node agent's kubelet switch runs on the host (berth.v1.Node): shown so an admin can
     // check from `crictl info` which unit launcher and berth-install a switch or revert would use.
@@ -135,6 +138,7 @@ export function defaultConfig(): BerthConfig {
       defaultSubnet: '10.88.0.0/16',
       defaultBridge: 'berth0',
       pluginTimeoutSeconds: 60,
+      netnsPool: 4,
     },
     streaming: { address: '127.0.0.1', port: 0, idleTimeout: 4 * 3600 },
     node: {
@@ -315,6 +319,7 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
       throw new ConfigError(`network.default_bridge must be a Linux interface name (1-15 letters, digits, _ . -)`);
     }
     cfg.network.pluginTimeoutSeconds = network.int('plugin_timeout', 1, 600) ?? cfg.network.pluginTimeoutSeconds;
+    cfg.network.netnsPool = network.int('netns_pool', 0, 64) ?? cfg.network.netnsPool;
     network.done();
   }
 

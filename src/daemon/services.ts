@@ -44,6 +44,7 @@ export async function startServices(config: BerthConfig, log: Logger): Promise<S
     const sandboxes = new SandboxService(config, log.child({ component: 'sandboxes' }), network);
     const containers = new ContainerService(config, log.child({ component: 'containers' }), images, sandboxes);
     await sandboxes.init();
+    stops.push(() => sandboxes.close());
     await containers.init();
     stops.push(() => containers.close());
 

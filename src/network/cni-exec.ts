@@ -23,6 +23,12 @@ export interface PluginCall {
   /** Values for capabilities (`portMappings`, `dns`, `cgroupPath`); each goes only to plugins that declare it. */
   capabilityArgs: Record<string, unknown>;
   prevResult?: unknown;
+  /**
+   * When given, the plugin is started at once but gets its config (stdin) only once this resolves:
+   * it cannot act before, while its start-up overlaps whatever the caller still waits for. A
+   * rejection kills it unread and execPlugin rejects with that reason.
+   */
+  inputAfter?: Promise<unknown>;
   timeoutMs: number;
   signal?: AbortSignal;
 }
@@ -105,8 +111,10 @@ export async function execPlugin(call: PluginCall): Promise<unknown> {
   };
   let out;
   try {
-    out = await runCommand(binary, [], { step, input: pluginStdin(call), env, timeoutMs: call.timeoutMs, signal: call.signal });
+    const input = call.inputAfter ? call.inputAfter.then(() => pluginStdin(call)) : pluginStdin(call);
+    out = await runCommand(binary, [], { step, input, env, timeoutMs: call.timeoutMs, signal: call.signal });
   } catch (err) {
+    if (call.inputAfter && (await call.inputAfter.then(() => false, () => true))) throw err;
     const e = err as BerthError & { stdout?: string; stderr?: string };
     if (e.kind === 'unavailable' && (e.stdout !== undefined || e.stderr !== undefined)) {
       throw new BerthError('unavailable', `${step} failed: ${pluginError(e.stdout ?? '', e.stderr ?? '')}`, { cause: err });

@@ -153,18 +153,25 @@ export class PodNetwork {
         args: cniArgs(req),
         capabilityArgs: capabilityArgs(req),
       };
-      // Recorded before any plugin runs: a crash from here on still leaves enough for DEL.
-      const [put, netns] = await Promise.allSettled([clock.time('cache', this.#cache.put(record)), netnsReady]);
-      if (netns.status === 'rejected') {
-        if (put.status === 'fulfilled') await this.#cache.remove(req.sandboxId);
-        throw netns.reason;
-      }
-      if (put.status === 'rejected') throw put.reason;
+      // Recorded before any plugin acts: a crash from here on still leaves enough for DEL.
+      const ready = Promise.allSettled([clock.time('cache', this.#cache.put(record)), netnsReady]).then(async ([put, netns]) => {
+        if (netns.status === 'rejected') {
+          if (put.status === 'fulfilled') await this.#cache.remove(req.sandboxId);
+          throw netns.reason;
+        }
+        if (put.status === 'rejected') throw put.reason;
+      });
+      ready.catch(() => undefined); // handled below, possibly after it settles
       let prevResult: unknown;
       for (const [index, plugin] of record.network.plugins.entries()) {
+        // The first plugin starts now and reads its config once the record and the netns are
+        // there: its process start-up (a Go binary: 3-5 ms here) overlaps the record's fsync.
+        const inputAfter = index === 0 ? ready : undefined;
         try {
-          prevResult = await clock.time(`ADD ${plugin.type}`, execPlugin({ ...this.#call(record, 'ADD', signal), plugin, netns: req.netnsPath, prevResult }));
+          prevResult = await clock.time(`ADD ${plugin.type}`, execPlugin({ ...this.#call(record, 'ADD', signal), plugin, netns: req.netnsPath, prevResult, ...(inputAfter ? { inputAfter } : {}) }));
         } catch (err) {
+          // Nothing ran when the record or the netns failed (ready cleaned up after itself).
+          if (inputAfter && (await inputAfter.then(() => false, () => true))) throw err;
           await this.#rollback(record, index, prevResult);
           throw err;
         }

@@ -17,6 +17,7 @@ import { isAlive, pinNamespaces, pinPaths, startPidHolder, stopPidHolder } from 
 import { isSandboxRecord, type Owner, type SandboxRecord } from './record.ts';
 import type { PodNetwork, PodNetworkRequest } from '../network/cni.ts';
 import { createNetns, removeNetns } from '../network/netns.ts';
+import { NetnsPool } from '../network/netns-pool.ts';
 
 /** What the sandbox service needs from the container service (which is built after it). */
 export interface PodContainers {
@@ -45,6 +46,8 @@ export class SandboxService {
   private readonly log: Logger;
   private readonly net: PodNetwork;
   private readonly locks = new KeyedMutex();
+  /** Network namespaces made ahead of time, pinned where pods' own go. */
+  private readonly netnsPool: NetnsPool;
   private containers: PodContainers | undefined;
 
   constructor(config: BerthConfig, log: Logger, net: PodNetwork) {
@@ -52,6 +55,7 @@ export class SandboxService {
     this.log = log;
     this.net = net;
     this.records = new RecordDir(join(config.root, 'metadata', 'sandboxes'), isSandboxRecord);
+    this.netnsPool = new NetnsPool({ dir: join(config.state, 'netns'), size: config.network.netnsPool, log });
   }
 
   /** Connects the container service, which needs this one to exist first. */
@@ -73,9 +77,16 @@ export class SandboxService {
         await this.records.put({ ...sb, state: 'notready' });
       }
     }
+    // After the sweep, which removes the pins of a pool a killed daemon left (they have no record).
+    this.netnsPool.start();
   }
 
-  /** Releases pod directories and netns pins that no record owns (a record moved aside as corrupt). */
+  /** Removes the pooled network namespaces; pods keep theirs. */
+  async close(): Promise<void> {
+    await this.netnsPool.close();
+  }
+
+  /** Releases pod directories and netns pins that no record owns (a record moved aside as corrupt, a netns pool a killed daemon left). */
   private async sweepOrphans(): Promise<void> {
     const known = (name: string): boolean => !/^[a-f0-9]{64}$/.test(name) || this.records.get(name) !== undefined;
     for (const name of await readdir(join(this.config.state, 'sandboxes')).catch(() => [] as string[])) {
@@ -135,82 +146,90 @@ export class SandboxService {
     const holder = this.records.all().find((s) => s.key === key);
     if (holder) throw alreadyExists(`pod sandbox name ${key} is already used by sandbox ${holder.id}; remove it first`);
 
-    const id = randomBytes(32).toString('hex');
-    return this.locks.run(id, async () => {
-      const dir = join(this.config.state, 'sandboxes', id);
-      const rec: SandboxRecord = {
-        id,
-        owner: opts.owner,
-        key,
-        config,
-        runtimeHandler: handler,
-        createdAt: Date.now() * 1e6,
-        state: 'notready',
-        hostNetwork,
-        hostIpc,
-        hostPid,
-        ips: [],
-        dir,
-        cgroupParent: config.linux?.cgroup_parent ?? '',
-      };
-      const clock = new StepClock();
-      // Claim the name before the first await so a concurrent run with the same name fails. The
-      // write (fsynced) goes on while the pod directory, namespaces and network are made: what they
-      // leave if berthd dies first is found by the startup sweep (pod and netns directories, CNI
-      // records without a sandbox record); only the PID holder, a process nobody could find, waits
-      // for the record.
-      const claimed = clock.time('record', this.records.put(rec));
-      claimed.catch(() => undefined);
-      try {
-        // The network (the long pole: netns, then CNI ADD), the pod's directory with its files,
-        // namespaces and /dev/shm, and the PID holder do not depend on each other: set them up
-        // side by side, the network first so its process chain starts first. Each records what it
-        // made in `rec` as soon as it exists, so a rollback releases exactly that.
-        const steps = await Promise.allSettled([
-          (async () => {
-            if (hostNetwork) return;
-            // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
-            rec.netnsPath = join(this.config.state, 'netns', id);
-            // The CNI record is written while the netns is made; the plugins wait for both.
-            const netns = clock.time('netns', createNetns(rec.netnsPath, signal));
-            const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
-            throwMostTelling([made, added]);
-            if (added.status === 'fulfilled') rec.ips = added.value.ips;
-          })(),
-          (async () => {
-            await mkdir(dir, { recursive: true, mode: 0o711 });
-            if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
-            await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
-            // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
-            Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
-            const shm = join(dir, 'shm');
-            if (!hostIpc) await mkdir(shm, { mode: 0o1777 });
-            const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
-            await clock.time('pins+shm', pinNamespaces(rec, signal, hostIpc ? undefined : mountShm));
-          })(),
-          (async () => {
-            if ((nsOpts?.pid ?? 'POD') !== 'POD') return;
-            await claimed;
-            rec.pidHolder = await clock.time('pid-holder', startPidHolder(this.config.runtime.infraPath, signal));
-          })(),
-        ]);
-        throwMostTelling(steps);
-        await claimed;
-        rec.state = 'ready';
-        // Not fsynced: a power cut takes the pod's namespaces with it, and startup marks such a
-        // pod not ready, which is what the durable version written above already says.
-        await clock.time('record-ready', this.records.put(rec, { durable: false }));
-        this.log.debug({ sandbox: id, ms: clock.marks }, 'RunPodSandbox steps');
-        this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
-        return rec;
-      } catch (err) {
-        this.log.warn({ sandbox: id, err: errorMessage(err) }, 'pod sandbox failed to start; rolling back');
-        await this.release(rec, undefined, { force: true }).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
-        await rm(dir, { recursive: true, force: true });
-        await this.records.remove(id);
-        throw err;
-      }
-    });
+    // A pod with a network namespace of its own takes a pooled one, and with it the sandbox ID it
+    // was pinned under; the pool waits to refill until no pod start is in flight.
+    const started = this.netnsPool.starting();
+    const pooled = hostNetwork ? undefined : this.netnsPool.take();
+    const id = pooled?.id ?? randomBytes(32).toString('hex');
+    try {
+      return await this.locks.run(id, async () => {
+        const dir = join(this.config.state, 'sandboxes', id);
+        const rec: SandboxRecord = {
+          id,
+          owner: opts.owner,
+          key,
+          config,
+          runtimeHandler: handler,
+          createdAt: Date.now() * 1e6,
+          state: 'notready',
+          hostNetwork,
+          hostIpc,
+          hostPid,
+          ips: [],
+          dir,
+          cgroupParent: config.linux?.cgroup_parent ?? '',
+        };
+        const clock = new StepClock();
+        // Claim the name before the first await so a concurrent run with the same name fails. The
+        // write (fsynced) goes on while the pod directory, namespaces and network are made: what they
+        // leave if berthd dies first is found by the startup sweep (pod and netns directories, CNI
+        // records without a sandbox record); only the PID holder, a process nobody could find, waits
+        // for the record.
+        const claimed = clock.time('record', this.records.put(rec));
+        claimed.catch(() => undefined);
+        try {
+          // The network (the long pole: netns, then CNI ADD), the pod's directory with its files,
+          // namespaces and /dev/shm, and the PID holder do not depend on each other: set them up
+          // side by side, the network first so its process chain starts first. Each records what it
+          // made in `rec` as soon as it exists, so a rollback releases exactly that.
+          const steps = await Promise.allSettled([
+            (async () => {
+              if (hostNetwork) return;
+              // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
+              rec.netnsPath = join(this.config.state, 'netns', id);
+              // The CNI record is written while the netns is made; the plugins wait for both.
+              const netns = pooled ? Promise.resolve() : clock.time('netns', createNetns(rec.netnsPath, signal));
+              const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
+              throwMostTelling([made, added]);
+              if (added.status === 'fulfilled') rec.ips = added.value.ips;
+            })(),
+            (async () => {
+              await mkdir(dir, { recursive: true, mode: 0o711 });
+              if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
+              await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
+              // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
+              Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
+              const shm = join(dir, 'shm');
+              if (!hostIpc) await mkdir(shm, { mode: 0o1777 });
+              const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
+              await clock.time('pins+shm', pinNamespaces(rec, signal, hostIpc ? undefined : mountShm));
+            })(),
+            (async () => {
+              if ((nsOpts?.pid ?? 'POD') !== 'POD') return;
+              await claimed;
+              rec.pidHolder = await clock.time('pid-holder', startPidHolder(this.config.runtime.infraPath, signal));
+            })(),
+          ]);
+          throwMostTelling(steps);
+          await claimed;
+          rec.state = 'ready';
+          // Not fsynced: a power cut takes the pod's namespaces with it, and startup marks such a
+          // pod not ready, which is what the durable version written above already says.
+          await clock.time('record-ready', this.records.put(rec, { durable: false }));
+          this.log.debug({ sandbox: id, ms: clock.marks }, 'RunPodSandbox steps');
+          this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
+          return rec;
+        } catch (err) {
+          this.log.warn({ sandbox: id, err: errorMessage(err) }, 'pod sandbox failed to start; rolling back');
+          await this.release(rec, undefined, { force: true }).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
+          await rm(dir, { recursive: true, force: true });
+          await this.records.remove(id);
+          throw err;
+        }
+      });
+    } finally {
+      started();
+    }
   }
 
   private networkRequest(sb: SandboxRecord): PodNetworkRequest {

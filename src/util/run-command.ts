@@ -6,8 +6,12 @@ import { BerthError, errorMessage } from './errors.ts';
 export interface RunOptions {
   /** What this call does, for error messages: "create network namespace", "CNI plugin bridge ADD". */
   step: string;
-  /** Bytes written to stdin (then closed). */
-  input?: string;
+  /**
+   * Bytes written to stdin (then closed). A promise lets the program start before its input is
+   * known: it waits on stdin meanwhile, and if the promise rejects it is killed and the call
+   * rejects with that reason.
+   */
+  input?: string | Promise<string>;
   /** Full environment; the daemon's own when absent. */
   env?: NodeJS.ProcessEnv;
   /** Killed (SIGKILL) after this long. */
@@ -40,7 +44,7 @@ export function runCommand(cmd: string, args: readonly string[], opts: RunOption
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '';
     let stderr = '';
-    let why: 'timeout' | 'cancelled' | undefined;
+    let why: 'timeout' | 'cancelled' | 'input' | undefined;
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (d: string) => {
@@ -50,9 +54,16 @@ export function runCommand(cmd: string, args: readonly string[], opts: RunOption
       if (stderr.length < MAX_OUTPUT) stderr += d;
     });
     child.stdin.on('error', () => {}); // EPIPE when the program exits without reading; its exit code tells
-    child.stdin.end(opts.input ?? '');
+    let inputError: unknown;
+    Promise.resolve(opts.input ?? '').then(
+      (input) => child.stdin.end(input),
+      (err: unknown) => {
+        inputError = err;
+        kill('input');
+      },
+    );
 
-    const kill = (reason: 'timeout' | 'cancelled'): void => {
+    const kill = (reason: 'timeout' | 'cancelled' | 'input'): void => {
       why ??= reason;
       child.kill('SIGKILL');
     };
@@ -70,7 +81,9 @@ export function runCommand(cmd: string, args: readonly string[], opts: RunOption
     });
     child.once('close', (code, sig) => {
       done();
-      if (why === 'cancelled') {
+      if (why === 'input') {
+        reject(inputError);
+      } else if (why === 'cancelled') {
         reject(new BerthError('cancelled', `${opts.step}: cancelled (${cmd} killed)`));
       } else if (why === 'timeout') {
         reject(new BerthError('unavailable', `${opts.step}: ${cmd} did not finish within ${opts.timeoutMs} ms and was killed`));

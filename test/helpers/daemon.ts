@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CriClient } from '../../src/client/cri-client.ts';
+import { mountsUnder, unmount } from '../../src/util/mount.ts';
 
 export const BERTHD = fileURLToPath(new URL('../../bin/berthd.js', import.meta.url));
 
@@ -83,6 +84,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
       disposed = true;
       client.close();
       await stop();
+      // A daemon stopped with SIGKILL leaves what it had pinned under its state (its netns pool at
+      // least); a restart on that state would sweep it, a disposed one must not leave it mounted.
+      if (!opts.state) await unmount(await mountsUnder(state));
       await rm(base, { recursive: true, force: true });
     },
   };

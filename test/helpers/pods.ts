@@ -31,6 +31,8 @@ export interface PodEnvOptions {
   images?: Record<string, Partial<ImageSpec>>;
   /** First two octets of the pod subnet and the bridge name prefix (helpers share a machine). */
   network?: { subnetPrefix: string; bridgePrefix: string };
+  /** `[network] netns_pool`; the daemon's default when left out. */
+  netnsPool?: number;
 }
 
 export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
@@ -55,6 +57,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
     `cni_conf_dir = "${cniDir}"`,
     `default_subnet = "${subnet}"`,
     `default_bridge = "${bridge}"`,
+    ...(opts.netnsPool !== undefined ? [`netns_pool = ${opts.netnsPool}`] : []),
   ].join('\n');
   let daemon = await startDaemon({ config });
   const firstBase = dirname(daemon.root);

@@ -53,8 +53,8 @@ path = "/opt/kata/bin/kata-runtime"
 });
 
 test('network keys are read', () => {
-  const c = parseConfigText('[network]\ncni_conf_dir = "/c"\ndefault_subnet = "10.1.0.0/16,fd00::/64"\ndefault_bridge = "br9"\nplugin_timeout = 5');
-  assert.deepEqual(c.network, { cniConfDir: '/c', cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'], defaultSubnet: '10.1.0.0/16,fd00::/64', defaultBridge: 'br9', pluginTimeoutSeconds: 5 });
+  const c = parseConfigText('[network]\ncni_conf_dir = "/c"\ndefault_subnet = "10.1.0.0/16,fd00::/64"\ndefault_bridge = "br9"\nplugin_timeout = 5\nnetns_pool = 0');
+  assert.deepEqual(c.network, { cniConfDir: '/c', cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'], defaultSubnet: '10.1.0.0/16,fd00::/64', defaultBridge: 'br9', pluginTimeoutSeconds: 5, netnsPool: 0 });
 });
 
 test('typos, wrong types and bad values are refused naming the key', () => {
@@ -70,6 +70,7 @@ test('typos, wrong types and bad values are refused naming the key', () => {
     ['[network]\ndefault_subnet = "10.88.0.0"', /network\.default_subnet: "10\.88\.0\.0" is not a subnet/],
     ['[network]\ndefault_bridge = "a-bridge-name-too-long"', /network\.default_bridge must be a Linux interface name/],
     ['[network]\nplugin_timeout = 0', /network\.plugin_timeout must be an integer from 1 to 600/],
+    ['[network]\nnetns_pool = 65', /network\.netns_pool must be an integer from 0 to 64/],
   ];
   for (const [text, re] of cases) assert.throws(() => parseConfigText(text), (err: Error) => err instanceof ConfigError && re.test(err.message), text);
 });

@@ -367,6 +367,44 @@ test('a cancelled setUp kills the running plugin and rolls back', { skip }, asyn
   assert.deepEqual(await readdir(join(f.config.root, 'network', 'results')), []);
 });
 
+test('the first plugin starts while its netns is made and acts only once it exists; a netns that fails leaves nothing', { skip }, async () => {
+  // The real bridge plugin behind a wrapper that notes when it started.
+  const f = await fixture(({ bridge, ipamDir }) => [
+    { type: 'bnt-noted', bridge, isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: ipamDir } },
+  ]);
+  const binDir = join(f.confDir, '..', 'bin');
+  await mkdir(binDir);
+  await writeFile(join(binDir, 'bnt-noted'), `#!/bin/sh\n: > ${binDir}/started-$CNI_COMMAND-$CNI_CONTAINERID\nexec /usr/lib/cni/bridge\n`, { mode: 0o755 });
+  f.config.network.cniBinDirs = [binDir, '/usr/lib/cni'];
+  const net = await network(f.config);
+  const started = (id: string) => () => access(join(binDir, `started-ADD-${id}`)).then(() => true, () => false);
+
+  const netnsPath = join(f.netnsDir, 'late');
+  namespaces.add(netnsPath);
+  const req: PodNetworkRequest = { sandboxId: `late${randomBytes(8).toString('hex')}`, name: 'late', namespace: 'default', uid: 'uid-late', netnsPath, portMappings: [] };
+  pods.push({ net, req });
+  let make!: () => void;
+  const made = new Promise<void>((resolve) => (make = resolve)).then(() => createNetns(netnsPath));
+  const up = net.setUp(req, undefined, made);
+  await until('the plugin to start', started(req.sandboxId));
+  assert.equal(await netnsExists(netnsPath), false);
+  assert.equal((await leases(f.ipamDir)).length, 0, 'the plugin waits for its config before it allocates');
+  make();
+  const { ips } = await up;
+  assert.match(ips[0] ?? '', /^10\.220\./);
+  assert.match(run('nsenter', [`--net=${netnsPath}`, 'ip', '-o', '-4', 'addr', 'show', 'eth0']).out, new RegExp(`inet ${ips[0]}/`));
+
+  const failed = { ...req, sandboxId: `fail${randomBytes(8).toString('hex')}`, name: 'fail', netnsPath: join(f.netnsDir, 'fail') };
+  let fail!: (err: Error) => void;
+  const never = new Promise<void>((_, reject) => (fail = reject));
+  const attempt = net.setUp(failed, undefined, never);
+  await until('the plugin to start', started(failed.sandboxId));
+  fail(new BerthError('unavailable', 'create network namespace: no room'));
+  await assert.rejects(attempt, /^BerthError: create network namespace: no room$/);
+  assert.equal((await leases(f.ipamDir)).length, 1, 'only the first pod holds a lease');
+  assert.deepEqual((await readdir(join(f.config.root, 'network', 'results'))).filter((n) => n.startsWith('fail')), [], 'no record left');
+});
+
 const isMountPoint = (path: string): boolean => run('findmnt', ['-n', '--mountpoint', path]).out.trim() !== '';
 
 test('netns: created with loopback up, refused when it exists, removal is idempotent and leaves no mount', { skip }, async () => {

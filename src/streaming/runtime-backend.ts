@@ -133,7 +133,8 @@ export class RuntimeStreamingBackend implements StreamingBackend {
       } finally {
         signal.removeEventListener('abort', kill);
         io?.stdin?.unpipe();
-        await done();
+        // The exec's temp files go while the outcome is reported: the client need not wait on them.
+        void done().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not remove an exec temp file'));
       }
     } finally {
       await pty?.close();

@@ -1,10 +1,10 @@
 // WarmSpawner: commands started through a shell forked ahead of time behave like a plain spawn
 // (arguments, stdio, exit code, pid), the next command finds a shell already waiting, and
-// nothing is left running after close().
+// nothing is left running after close() or after berthd dies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { WarmSpawner } from '../../src/util/warm-spawn.ts';
 import { collect } from '../helpers/streaming-client.ts';
 import { until } from '../helpers/poll.ts';
@@ -70,4 +70,28 @@ test('close() ends the waiting shell', async () => {
   assert.equal(waiting.length, 1, 'one shell should be waiting for the next command');
   spawner.close();
   await until('the waiting shell to go', async () => !(await children()).has(waiting[0] as number));
+});
+
+test('a waiting shell exits when berthd dies without closing it', async (t) => {
+  // A stand-in for berthd: warms a shell, reports the shell's pid, then is killed outright.
+  const script = `
+    import { readFileSync } from 'node:fs';
+    import { WarmSpawner } from ${JSON.stringify(new URL('../../src/util/warm-spawn.ts', import.meta.url).pathname)};
+    const s = new WarmSpawner();
+    s.spawn('/bin/true', []).once('exit', () => {
+      const kids = readFileSync('/proc/' + process.pid + '/task/' + process.pid + '/children', 'utf8').trim().split(/\\s+/);
+      console.log(kids.find((p) => readFileSync('/proc/' + p + '/comm', 'utf8').trim() === 'sh'));
+    });`;
+  const fake = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => fake.kill('SIGKILL'));
+  let out = '';
+  fake.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  await until('the stand-in to report its waiting shell', () => /^\d+\n/.test(out));
+  const shell = Number(out.trim());
+  fake.kill('SIGKILL');
+  await until('the orphaned waiting shell to exit', async () => {
+    const stat = await readFile(`/proc/${shell}/stat`, 'utf8').catch(() => '');
+    // Gone, or a zombie waiting for its new parent to reap it.
+    return stat === '' || / Z /.test(stat);
+  });
 });

@@ -3,7 +3,7 @@
 // berthd restart. Lists and status answer from berth's records, never by asking a runtime or a
 // monitor, so one hung conmon cannot slow calls about other containers.
 import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioNull, type StdioPipe } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { constants, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
@@ -27,6 +27,7 @@ import { RecordDir } from '../store/record-dir.ts';
 import { alreadyExists, BerthError, errorMessage, failedPrecondition, invalidArgument, notFound } from '../util/errors.ts';
 import { KeyedMutex } from '../util/keyed-mutex.ts';
 import { StepClock } from '../util/step-clock.ts';
+import { WarmSpawner } from '../util/warm-spawn.ts';
 import { findBinary } from '../runtime-probe.ts';
 import { ContainerEvents, type ContainerEventKind } from './events.ts';
 import { isContainerRecord, type ContainerRecord } from './record.ts';
@@ -38,6 +39,9 @@ const KILL_WAIT_MS = 10_000;
 const LOG_REOPEN_WAIT_MS = 5000;
 /** ExecSync output kept per stream. */
 const MAX_EXEC_OUTPUT = 16 << 20;
+
+/** stdin, stdout and stderr of an exec'd process: pipes, nothing, or a file descriptor (a terminal). */
+export type ExecStdio = [StdioPipe | StdioNull | number, StdioPipe | StdioNull | number, StdioPipe | StdioNull | number];
 
 export interface CreateContainerOptions {
   sandboxId: string;
@@ -62,6 +66,8 @@ export class ContainerService implements PodContainers {
   private readonly sandboxes: SandboxService;
   private readonly locks = new KeyedMutex();
   private readonly runtimes = new Map<string, OciRuntime>();
+  /** Starts `runc exec` with pipes without forking berthd on the exec's path. */
+  private readonly spawner = new WarmSpawner();
   /** Names being created, so two creates of one name cannot both pass the clash check. */
   private readonly pendingKeys = new Set<string>();
   /** Containers whose StartContainer is running (see start()). */
@@ -146,6 +152,7 @@ export class ContainerService implements PodContainers {
 
   close(): void {
     this.watcher?.close();
+    this.spawner.close();
   }
 
   get(idOrPrefix: string): ContainerRecord {
@@ -468,7 +475,7 @@ export class ContainerService implements PodContainers {
    * (pipes for ExecSync; the streaming server passes its own). The process gets the container's
    * user, environment, capabilities and working directory. `done` removes the temp files.
    */
-  async spawnExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdio: StdioOptions }): Promise<{ child: ChildProcess; pidFile: string; done: () => Promise<void> }> {
+  async spawnExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdio: ExecStdio }): Promise<{ child: ChildProcess; pidFile: string; done: () => Promise<void> }> {
     const rec = this.get(idOrPrefix);
     if (rec.state !== 'running') throw failedPrecondition(`container ${rec.id} is ${rec.state}; exec needs a running container`);
     if (args.length === 0) throw invalidArgument('exec needs a command');
@@ -479,7 +486,14 @@ export class ContainerService implements PodContainers {
     const pidFile = join(this.bundle(rec.id), `exec-${tag}.pid`);
     await writeFile(processFile, JSON.stringify({ ...spec.process, args, terminal: opts.tty }));
     const rt = this.runtime(rec.runtimeHandler);
-    const child = spawn(rt.path, rt.execArgs(rec.id, processFile, pidFile, { tty: opts.tty }), { stdio: opts.stdio });
+    const runtimeArgs = rt.execArgs(rec.id, processFile, pidFile, { tty: opts.tty });
+    const [stdin, stdout, stderr] = opts.stdio;
+    let child: ChildProcess;
+    if ((stdin === 'pipe' || stdin === 'ignore') && stdout === 'pipe' && stderr === 'pipe') {
+      child = this.spawner.spawn(rt.path, runtimeArgs);
+      // A warm process always has a stdin pipe: ending it gives the process EOF, as /dev/null would.
+      if (stdin === 'ignore') child.stdin?.on('error', () => {}).end();
+    } else child = spawn(rt.path, runtimeArgs, { stdio: opts.stdio });
     const done = async (): Promise<void> => {
       await rm(processFile, { force: true });
       await rm(pidFile, { force: true });

@@ -34,9 +34,12 @@ export interface StreamingBackend {
   resolveSandbox(podSandboxId: string): string;
   /**
    * Runs `cmd` in the container and resolves with its exit code once it has exited and its
-   * output is written. `signal` fires when the client goes away: kill the process then.
+   * output is written. The process starts at once, with a terminal when `want.tty` and a stdin
+   * when `want.stdin`, while the client still opens its streams: `io` settles when they are open
+   * (output waits in the process's pipes until then) and rejects when the client left first.
+   * `signal` fires when the client goes away: kill the process then.
    */
-  exec(containerId: string, cmd: string[], io: SessionIo, signal: AbortSignal): Promise<{ exitCode: number }>;
+  exec(containerId: string, cmd: string[], want: { tty: boolean; stdin: boolean }, io: Promise<SessionIo>, signal: AbortSignal): Promise<{ exitCode: number }>;
   /**
    * Joins the container's main process stdio; resolves when the container exits or `signal`
    * fires (the client detached). Detaching never stops the container.

@@ -52,14 +52,15 @@ function resizeFrom(source: NodeJS.ReadableStream, gone: AbortSignal): ResizeQue
 
 /**
  * Waits for the streams a SPDY client opens for this session (kubelet's rule: the error stream,
- * one per requested stdio stream, and resize with a tty from v3 on), answering each.
+ * one per requested stdio stream, and resize with a tty from v3 on), answering each. `gone` is
+ * there at once, so work may start while the client still opens its streams.
  */
-export function acceptSpdyCommand(session: SpdySession, version: number, want: WantedStreams, timeoutMs: number): Promise<CommandChannels> {
+export function acceptSpdyCommand(session: SpdySession, version: number, want: WantedStreams, timeoutMs: number): { gone: AbortSignal; channels: Promise<CommandChannels> } {
   const expected = 1 + Number(want.stdin) + Number(want.stdout) + Number(want.stderr) + Number(want.tty && version >= 3);
   const streams: Partial<Record<StreamType, SpdyStream>> = {};
   const ac = new AbortController();
   session.once('close', () => ac.abort(new Error('the client hung up')));
-  return new Promise((resolve, reject) => {
+  const channels = new Promise<CommandChannels>((resolve, reject) => {
     let replied = 0;
     const timer = setTimeout(() => {
       session.destroy(`the client opened ${replied} of ${expected} streams within ${timeoutMs} ms`);
@@ -85,6 +86,7 @@ export function acceptSpdyCommand(session: SpdySession, version: number, want: W
     };
     session.on('stream', onStream);
   });
+  return { gone: ac.signal, channels };
 }
 
 function channelsFromSpdy(session: SpdySession, streams: Partial<Record<StreamType, SpdyStream>>, version: number, tty: boolean, gone: AbortSignal): CommandChannels {
@@ -142,18 +144,37 @@ export function channelsFromWebSocket(socket: ChannelSocket, version: number, wa
 }
 
 /**
- * Runs one exec or attach over connected channels: the backend works until the command ends or
- * the client leaves; the outcome goes to the client when it is still there.
+ * Runs one exec or attach: `run` starts at once with the client's streams still to come (`io`
+ * settles when they are open, or rejects when the client left first) and works until the
+ * command ends or the client leaves; the outcome goes to the client when it is still there.
  */
-export async function serveCommand(ch: CommandChannels, run: (io: SessionIo, signal: AbortSignal) => Promise<CommandOutcome>, log: Logger): Promise<void> {
+export async function serveCommand(
+  channels: Promise<CommandChannels>,
+  gone: AbortSignal,
+  run: (io: Promise<SessionIo>, signal: AbortSignal) => Promise<CommandOutcome>,
+  log: Logger,
+): Promise<void> {
+  const io = channels.then((ch) => ch.io);
+  // Both are awaited below (and io by `run`); these only keep an early failure from counting as unhandled.
+  io.catch(() => {});
+  const running = run(io, gone);
+  running.catch(() => {});
+  let ch: CommandChannels;
+  try {
+    ch = await channels;
+  } catch (err) {
+    await running.catch(() => {});
+    log.debug({ err: errorMessage(err) }, 'streaming session ended before it started');
+    return;
+  }
   let outcome: CommandOutcome;
   try {
-    outcome = await run(ch.io, ch.gone);
+    outcome = await running;
   } catch (err) {
     outcome = { error: errorMessage(err) };
-    if (!ch.gone.aborted) log.warn({ err: errorMessage(err) }, 'streaming command failed');
+    if (!gone.aborted) log.warn({ err: errorMessage(err) }, 'streaming command failed');
   }
-  if (ch.gone.aborted) {
+  if (gone.aborted) {
     ch.destroy();
     return;
   }

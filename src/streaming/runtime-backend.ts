@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { constants, open, readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -26,8 +26,14 @@ const PID_FILE_WAIT_MS = 5000;
 function relay(from: Readable | null | undefined, to: Writable | undefined): Promise<void> {
   return new Promise((resolve) => {
     if (!from || from.readableEnded || from.destroyed) return resolve();
-    if (to) from.pipe(to, { end: false });
-    else from.resume();
+    if (to && !to.destroyed) {
+      from.pipe(to, { end: false });
+      // A client stream that goes away stops the pipe: drain the rest so `from` still ends.
+      to.once('close', () => {
+        from.unpipe(to);
+        from.resume();
+      });
+    } else from.resume();
     from.once('end', () => resolve());
     from.once('close', () => resolve());
   });
@@ -83,28 +89,41 @@ export class RuntimeStreamingBackend implements StreamingBackend {
     return sb.id;
   }
 
-  async exec(containerId: string, cmd: string[], io: SessionIo, signal: AbortSignal): Promise<{ exitCode: number }> {
-    const pty = io.tty ? await Pty.open(signal, { mirror: true }) : undefined;
+  async exec(containerId: string, cmd: string[], want: { tty: boolean; stdin: boolean }, session: Promise<SessionIo>, signal: AbortSignal): Promise<{ exitCode: number }> {
+    const pty = want.tty ? await Pty.open(signal, { mirror: true }) : undefined;
     try {
       const fd = pty?.slave.fd;
       const { child, pidFile, done } = await this.containers.spawnExec(containerId, cmd, {
-        tty: io.tty,
-        stdio: fd !== undefined ? [fd, fd, fd] : [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+        tty: want.tty,
+        stdio: fd !== undefined ? [fd, fd, fd] : [want.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       });
       // runc has its own copy of the terminal now; berthd must not keep it open.
       await pty?.slave.close();
       const kill = (): void => void this.killExec(child, pidFile);
+      if (signal.aborted) kill();
       signal.addEventListener('abort', kill, { once: true });
+      let io: SessionIo | undefined;
       try {
         const input = pty ? pty.input : child.stdin;
         input?.on('error', () => {});
+        // runc starts up while the client opens its streams; output waits meanwhile. Read from
+        // the start: Node discards what an exited child wrote to a pipe nobody was reading.
+        const [stdout, stderr] = [child.stdout?.pipe(new PassThrough()), child.stderr?.pipe(new PassThrough())];
+        try {
+          io = await session;
+        } catch (err) {
+          // The client left before its streams were open; `signal` has usually fired already.
+          if (!signal.aborted) kill();
+          await exitOf(child).catch(() => 0);
+          throw err;
+        }
         // A terminal stays open at stdin EOF (the client may just have nothing more to type).
         if (io.stdin && input) io.stdin.pipe(input, { end: !pty });
         const resizing = pty && io.resize ? this.applyResizes(io.resize, (size) => pty.resize(size, child)) : Promise.resolve();
         // A size set before runc listened for SIGWINCH is only in the outer terminal: once runc
         // has started the process (and so listens), have it copy the size again.
         if (pty) void execPid(child, pidFile).then((pid) => pid > 0 && child.exitCode === null && child.kill('SIGWINCH'));
-        const output = pty ? relay(pty.output, io.stdout) : Promise.all([relay(child.stdout, io.stdout), relay(child.stderr, io.stderr)]);
+        const output = pty ? relay(pty.output, io.stdout) : Promise.all([relay(stdout, io.stdout), relay(stderr, io.stderr)]);
         const exitCode = await exitOf(child);
         // The terminal closes once runc is gone; its output ends after the last byte.
         await pty?.close();
@@ -113,8 +132,9 @@ export class RuntimeStreamingBackend implements StreamingBackend {
         return { exitCode };
       } finally {
         signal.removeEventListener('abort', kill);
-        io.stdin?.unpipe();
-        await done();
+        io?.stdin?.unpipe();
+        // The exec's temp files go while the outcome is reported: the client need not wait on them.
+        void done().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not remove an exec temp file'));
       }
     } finally {
       await pty?.close();

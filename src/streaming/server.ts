@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { StreamingBackend } from './backend.ts';
+import type { SessionIo, StreamingBackend } from './backend.ts';
 import { TokenCache, type StreamRequest } from './tokens.ts';
 import {
   HEADER_ACCEPTED_VERSIONS,
@@ -204,10 +204,8 @@ export class StreamingServer {
     if (request.kind === 'portforward') {
       run = serveSpdyPortForward(session, { podSandboxId: request.podSandboxId, backend: this.backend, log: this.log }, this.opts.streamCreationTimeoutMs);
     } else {
-      run = acceptSpdyCommand(session, protocolVersion(protocol), request, this.opts.streamCreationTimeoutMs).then(
-        (ch) => this.runCommand(ch, request),
-        (err: unknown) => this.log.debug({ err: errorMessage(err) }, 'streaming session ended before it started'),
-      );
+      const { gone, channels } = acceptSpdyCommand(session, protocolVersion(protocol), request, this.opts.streamCreationTimeoutMs);
+      run = this.runCommand(channels, gone, request);
     }
     this.track(run, () => session.destroy('berthd is shutting down'));
     session.feed(head);
@@ -238,19 +236,21 @@ export class StreamingServer {
       if (request.kind === 'portforward') {
         run = serveWebSocketPortForward(channels, ports, { podSandboxId: request.podSandboxId, backend: this.backend, log: this.log });
       } else {
-        run = this.runCommand(channelsFromWebSocket(channels, protocolVersion(protocol || 'channel.k8s.io'), request), request);
+        const ch = channelsFromWebSocket(channels, protocolVersion(protocol || 'channel.k8s.io'), request);
+        run = this.runCommand(Promise.resolve(ch), ch.gone, request);
       }
       this.track(run, () => channels.destroy());
     });
   }
 
-  private runCommand(ch: CommandChannels, request: Extract<StreamRequest, { kind: 'exec' | 'attach' }>): Promise<void> {
-    const run = async (io: CommandChannels['io'], signal: AbortSignal): Promise<CommandOutcome> => {
-      if (request.kind === 'exec') return this.backend.exec(request.containerId, request.cmd, io, signal);
-      await this.backend.attach(request.containerId, io, signal);
+  /** An exec's process starts before the client has opened its streams (see StreamingBackend.exec). */
+  private runCommand(channels: Promise<CommandChannels>, gone: AbortSignal, request: Extract<StreamRequest, { kind: 'exec' | 'attach' }>): Promise<void> {
+    const run = async (io: Promise<SessionIo>, signal: AbortSignal): Promise<CommandOutcome> => {
+      if (request.kind === 'exec') return this.backend.exec(request.containerId, request.cmd, request, io, signal);
+      await this.backend.attach(request.containerId, await io, signal);
       return { exitCode: 0 };
     };
-    return serveCommand(ch, run, this.log);
+    return serveCommand(channels, gone, run, this.log);
   }
 }
 

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { until } from '../helpers/poll.ts';
 import { startPodEnv, runPodWith, type PodEnv } from '../helpers/pods.ts';
-import { collect, connectSpdy, connectWebSocket, spdyCommand, spdyForward, startSpdyCommand, wsCommand } from '../helpers/streaming-client.ts';
+import { collect, connectSpdy, connectWebSocket, exitCodeOf, spdyCommand, spdyForward, startSpdyCommand, wsCommand } from '../helpers/streaming-client.ts';
 
 const root = process.getuid?.() === 0;
 let env: PodEnv | undefined;
@@ -79,6 +79,43 @@ test('a client that leaves mid-exec leaves no process in the container', { skip 
   }).catch((err: Error) => {
     throw new Error(`${err.message}; ps shows:\n${listing}`);
   });
+});
+
+/** Whether `ps` in the container lists `what`. */
+async function containerRuns(what: string): Promise<boolean> {
+  const ps = await call<{ stdout: Buffer }>('ExecSync', { container_id: ctrId, cmd: ['ps'], timeout: 10 });
+  return ps.stdout.toString().includes(what);
+}
+
+test('exec starts the process during the handshake; its output waits for the streams', { skip }, async () => {
+  const marker = `/tmp/early-${process.pid}`;
+  const url = await execUrl({ cmd: ['sh', '-c', `touch ${marker}; echo before-streams; exec sleep 0`], stdout: true, stderr: true });
+  const { session } = await connectSpdy(url, ['v4.channel.k8s.io']);
+  try {
+    // Upgraded, no stream opened yet: the command runs (and writes) all the same.
+    await until('the command to run before any stream is open', async () => (await call<{ exit_code: number }>('ExecSync', { container_id: ctrId, cmd: ['test', '-e', marker], timeout: 10 })).exit_code === 0);
+    const error = session.openStream({ streamtype: 'error' });
+    const stdout = session.openStream({ streamtype: 'stdout' });
+    const stderr = session.openStream({ streamtype: 'stderr' });
+    for (const s of [error, stdout, stderr]) s.end();
+    const [out, , status] = await Promise.all([collect(stdout), collect(stderr), collect(error)]);
+    assert.equal(out.toString(), 'before-streams\n');
+    assert.equal(exitCodeOf(status.toString()), 0);
+  } finally {
+    session.destroy();
+    await call('ExecSync', { container_id: ctrId, cmd: ['rm', '-f', marker], timeout: 10 });
+  }
+});
+
+test('a client that upgrades and leaves before opening its streams leaves no process in the container', { skip }, async () => {
+  const url = await execUrl({ cmd: ['sleep', '4343'], stdin: true, stdout: true, stderr: true });
+  const { session } = await connectSpdy(url, ['v4.channel.k8s.io']);
+  try {
+    await until('the exec to start', () => containerRuns('sleep 4343'));
+  } finally {
+    session.destroy();
+  }
+  await until('the abandoned exec process to be gone', async () => !(await containerRuns('sleep 4343')));
 });
 
 test('attach joins the container stdio; detaching leaves it running', { skip }, async () => {

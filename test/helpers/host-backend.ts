@@ -58,7 +58,8 @@ export class HostBackend implements StreamingBackend {
     return podSandboxId;
   }
 
-  async exec(_containerId: string, cmd: string[], io: SessionIo, signal: AbortSignal): Promise<{ exitCode: number }> {
+  async exec(_containerId: string, cmd: string[], _want: { tty: boolean; stdin: boolean }, session: Promise<SessionIo>, signal: AbortSignal): Promise<{ exitCode: number }> {
+    const io = await session;
     const pty = io.tty ? await Pty.open(signal) : undefined;
     const fd = pty?.slave.fd;
     const proc = spawn(cmd[0] as string, cmd.slice(1), { stdio: fd !== undefined ? [fd, fd, fd] : 'pipe' });

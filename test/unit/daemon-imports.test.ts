@@ -1,6 +1,7 @@
 // berthd must not load the controller's or installer's code: its import graph (from bin/berthd.js) holds
 // no src/controller/ or src/installer/ file and no @kubernetes/* package. The controller's own graph may use the
-// daemon's modules (the CRI client, reference parsing), never the other way round.
+// daemon's modules (the CRI client, reference parsing), never the other way round. Nor does it load a
+// .proto parser: it encodes with src/cri/codec.ts from the descriptor compiled ahead of time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -8,7 +9,8 @@ import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const IMPORT_RE = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+// Type-only imports are erased before the code runs, so they are not part of the graph.
+const IMPORT_RE = /(?:^|\n)\s*(?:import|export)\s(?!type\s)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 async function graph(entry: string): Promise<{ files: Set<string>; packages: Set<string> }> {
   const files = new Set<string>();
@@ -34,6 +36,14 @@ test('berthd loads no controller or installer code and no Kubernetes client', as
   const controller = [...files].map((f) => relative(repo, f)).filter((f) => f.startsWith('src/controller/') || f.startsWith('src/installer/'));
   assert.deepEqual(controller, []);
   assert.deepEqual([...packages].filter((p) => p.startsWith('@kubernetes/')), []);
+});
+
+test('berthd and its CRI client load no .proto parser or protobuf runtime', async () => {
+  for (const entry of ['bin/berthd.js', 'src/client/cri-client.ts']) {
+    const { packages } = await graph(entry);
+    assert.ok(packages.has('@grpc/grpc-js'), `${entry}: the walk sees grpc-js`);
+    assert.deepEqual([...packages].filter((p) => p === '@grpc/proto-loader' || p.startsWith('protobufjs')), [], entry);
+  }
 });
 
 test('the installer loads no controller code and no Kubernetes client', async () => {

@@ -3,23 +3,21 @@
 // (src/cri/descriptor.json, by hack/gen-types.sh) and encoded by src/cri/codec.ts. The daemon and
 // the project's own client share them, so both see identical shapes.
 import { makeGenericClientConstructor, type ServiceClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
 import { Codec, type Descriptor } from './codec.ts';
+// A JSON module, so a bundle (hack/build-image.ts, hack/bundle-controller.ts) carries it inside.
+import descriptorJson from './descriptor.json' with { type: 'json' };
 
-const DESCRIPTOR_URL = new URL('./descriptor.json', import.meta.url);
-
+const descriptor = descriptorJson as unknown as Descriptor;
 let codec: Codec | undefined;
-let descriptor: Descriptor | undefined;
 const services = new Map<string, ServiceClientConstructor>();
 
 /** The client constructor of one service by its full name, e.g. `runtime.v1.ImageService`; its `service` is the server's definition. */
 export function loadService(fullName: string): ServiceClientConstructor {
   let ctor = services.get(fullName);
   if (ctor) return ctor;
-  descriptor ??= JSON.parse(readFileSync(DESCRIPTOR_URL, 'utf8')) as Descriptor;
   codec ??= new Codec(descriptor);
   const methods = descriptor.services[fullName];
-  if (!methods) throw new Error(`no service ${fullName} in ${DESCRIPTOR_URL.pathname}; run bash hack/gen-types.sh`);
+  if (!methods) throw new Error(`no service ${fullName} in src/cri/descriptor.json; run bash hack/gen-types.sh`);
   const definition: Record<string, ServiceDefinition[string]> = {};
   for (const m of methods) {
     const req = codec.type(m.request);

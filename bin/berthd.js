@@ -9,6 +9,14 @@ if (major < 24) {
   process.exit(1);
 }
 process.env.UV_THREADPOOL_SIZE ??= '16';
+// Node's compile cache (see below), named in the environment rather than only enabled by a call:
+// a worker thread (the unpack worker) uses the cache only when NODE_COMPILE_CACHE names it, and
+// otherwise loads Node's TypeScript stripper at each start. Measured, a worker started without it
+// leaves ~15 MB more resident after it exits. Same directory as enableCompileCache() defaults to.
+if (!process.env.NODE_COMPILE_CACHE) {
+  const [{ tmpdir }, { join }] = await Promise.all([import('node:os'), import('node:path')]);
+  process.env.NODE_COMPILE_CACHE = join(tmpdir(), 'node-compile-cache');
+}
 // Memory settings that only take effect at process start. glibc reads its MALLOC_* variables at its
 // first allocation: 2 arenas instead of up to 8 per core (the 16 libuv threads of a pull otherwise
 // leave their own arenas' memory resident long after it), and a fixed 16 KiB mmap threshold, so

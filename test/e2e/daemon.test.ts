@@ -172,6 +172,8 @@ test('a start on an empty compile cache fills it and restarts from it; the next 
   t.after(() => cold.dispose());
   const pid = cold.child.pid as number;
   assert.ok((await environ(pid)).includes('BERTHD_WARM=1'), 'the serving process is the restart from the filled cache');
+  // Named in the environment, so the unpack worker thread starts from the cache too.
+  assert.ok((await environ(pid)).includes(`NODE_COMPILE_CACHE=${cacheDir}`));
   assert.ok((await readdir(cacheDir, { recursive: true })).length > 1, 'the cache was written');
   await cold.dispose();
 

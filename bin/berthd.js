@@ -9,6 +9,14 @@ if (major < 24) {
   process.exit(1);
 }
 process.env.UV_THREADPOOL_SIZE ??= '16';
+// Node's compile cache (see below), named in the environment rather than only enabled by a call:
+// a worker thread (the unpack worker) uses the cache only when NODE_COMPILE_CACHE names it, and
+// otherwise loads Node's TypeScript stripper at each start. Measured, a worker started without it
+// leaves ~15 MB more resident after it exits. Same directory as enableCompileCache() defaults to.
+if (!process.env.NODE_COMPILE_CACHE) {
+  const [{ tmpdir }, { join }] = await Promise.all([import('node:os'), import('node:path')]);
+  process.env.NODE_COMPILE_CACHE = join(tmpdir(), 'node-compile-cache');
+}
 // Memory settings that only take effect at process start. glibc reads its MALLOC_* variables at its
 // first allocation: 2 arenas instead of up to 8 per core (the 16 libuv threads of a pull otherwise
 // leave their own arenas' memory resident long after it), and a fixed 16 KiB mmap threshold, so
@@ -30,9 +38,19 @@ if (process.env.BERTHD_TUNED !== '1' && typeof process.execve === 'function') {
 }
 // Node keeps the type-stripped sources and their compiled code here (NODE_COMPILE_CACHE, else a
 // directory under the OS temp dir). From the second start on, the TypeScript stripper is never
-// loaded: measured, that is ~20 MB less resident memory and a faster start.
-const { enableCompileCache } = await import('node:module');
-enableCompileCache?.();
+// loaded: measured, that is ~13 MB less resident memory and a faster start.
+const { constants, enableCompileCache, flushCompileCache } = await import('node:module');
+const cache = enableCompileCache?.();
 const { main } = await import('../src/main.ts');
+// A start that found the cache empty or stale (the first after an install or upgrade) has just
+// loaded the stripper, which would then stay for the daemon's life. The cache now holds every
+// module: write it out and start once more from it (same pid again), before anything is served.
+const cacheOn = cache?.status === constants.compileCacheStatus?.ENABLED || cache?.status === constants.compileCacheStatus?.ALREADY_ENABLED;
+const stripped = process.moduleLoadList?.includes('NativeModule internal/deps/amaro/dist/index');
+if (cacheOn && stripped && process.env.BERTHD_TUNED === '1' && process.env.BERTHD_WARM !== '1' && typeof process.execve === 'function') {
+  flushCompileCache();
+  const { fileURLToPath } = await import('node:url');
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { ...process.env, BERTHD_WARM: '1' });
+}
 // Exit explicitly: idle keep-alive sockets to registries must not hold a stopped daemon open.
 process.exit(await main(process.argv.slice(2)));

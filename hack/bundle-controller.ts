@@ -9,8 +9,6 @@ import { parseArgs } from 'node:util';
 import { BERTH_VERSION } from '../src/version.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-// The CRI client reads proto/ relative to its module (../../proto/…): from dist/lib/ that is the
-// repo's proto/, and in the image (/berth/lib/) it is /proto/.
 export const DEFAULT_OUT = `${REPO}dist/lib/berth-controller.js`;
 
 const STUBS: Record<string, string> = {

@@ -3,9 +3,11 @@
 # using the options the daemon loads the protos with (src/cri/proto.ts):
 #   cri    proto/runtime/v1/api.proto  → src/cri/gen/        (every CRI message)
 #   berth  proto/berth/v1/*.proto      → src/cri/gen-berth/  (berth's own API: pins, node)
+# and the descriptor the daemon and client encode with (src/cri/codec.ts), from both:
+#   descriptor                         → src/cri/descriptor.json (hack/gen-descriptor.ts)
 # Relative imports get their .ts extension, as NodeNext resolution wants.
-# Usage: hack/gen-types.sh            regenerate both
-#        hack/gen-types.sh cri|berth [out-dir]   one of them, into out-dir if given
+# Usage: hack/gen-types.sh            regenerate all three
+#        hack/gen-types.sh cri|berth|descriptor [out]   one of them, into out (dir or file) if given
 # test/unit/gen-types.test.ts fails when the committed files are stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,9 +32,11 @@ gen() { # gen <source named in the header> <out-dir> <proto>...
 case "${1:-all}" in
   cri) gen proto/runtime/v1/api.proto "${2:-src/cri/gen}" proto/runtime/v1/api.proto ;;
   berth) gen proto/berth/v1/ "${2:-src/cri/gen-berth}" proto/berth/v1/pins.proto proto/berth/v1/node.proto ;;
+  descriptor) node hack/gen-descriptor.ts >"${2:-src/cri/descriptor.json}.tmp" && mv "${2:-src/cri/descriptor.json}.tmp" "${2:-src/cri/descriptor.json}" ;;
   all)
     gen proto/runtime/v1/api.proto src/cri/gen proto/runtime/v1/api.proto
     gen proto/berth/v1/ src/cri/gen-berth proto/berth/v1/pins.proto proto/berth/v1/node.proto
+    bash "$0" descriptor
     ;;
-  *) echo "usage: hack/gen-types.sh [cri|berth [out-dir]]" >&2; exit 2 ;;
+  *) echo "usage: hack/gen-types.sh [cri|berth|descriptor [out]]" >&2; exit 2 ;;
 esac

@@ -1,63 +1,58 @@
-// Loads the CRI v1 proto (proto/runtime/v1/api.proto) into grpc-js service definitions. The same
-// loader options serve the daemon and the project's own client so both see identical shapes:
-// snake_case field names as on the wire, 64-bit integers as JS numbers, enums as their names.
-import { loadPackageDefinition, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
-import { loadSync, type Options } from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
+// grpc-js service definitions and client constructors for CRI v1 (runtime.v1) and berth's own
+// services (berth.v1), built from the descriptor compiled ahead of time from proto/
+// (src/cri/descriptor.json, by hack/gen-types.sh) and encoded by src/cri/codec.ts. The daemon and
+// the project's own client share them, so both see identical shapes.
+import { makeGenericClientConstructor, type ServiceClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
+import { Codec, type Descriptor } from './codec.ts';
+// A JSON module, so a bundle (hack/build-image.ts, hack/bundle-controller.ts) carries it inside.
+import descriptorJson from './descriptor.json' with { type: 'json' };
 
-export const CRI_PROTO_PATH = fileURLToPath(new URL('../../proto/runtime/v1/api.proto', import.meta.url));
+const descriptor = descriptorJson as unknown as Descriptor;
+let codec: Codec | undefined;
+const services = new Map<string, ServiceClientConstructor>();
 
-export const LOADER_OPTIONS: Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  arrays: true,
-  objects: true,
-  oneofs: true,
-};
+/** The client constructor of one service by its full name, e.g. `runtime.v1.ImageService`; its `service` is the server's definition. */
+export function loadService(fullName: string): ServiceClientConstructor {
+  let ctor = services.get(fullName);
+  if (ctor) return ctor;
+  codec ??= new Codec(descriptor);
+  const methods = descriptor.services[fullName];
+  if (!methods) throw new Error(`no service ${fullName} in src/cri/descriptor.json; run bash hack/gen-types.sh`);
+  const definition: Record<string, ServiceDefinition[string]> = {};
+  for (const m of methods) {
+    const req = codec.type(m.request);
+    const res = codec.type(m.response);
+    definition[m.name] = {
+      path: `/${fullName}/${m.name}`,
+      requestStream: false,
+      responseStream: m.stream === true,
+      requestSerialize: (o: object) => req.encode(o),
+      requestDeserialize: (b: Buffer) => req.decode(b),
+      responseSerialize: (o: object) => res.encode(o),
+      responseDeserialize: (b: Buffer) => res.decode(b),
+      originalName: m.name,
+    };
+  }
+  ctor = makeGenericClientConstructor(definition, fullName);
+  services.set(fullName, ctor);
+  return ctor;
+}
 
 export interface CriServices {
   RuntimeService: ServiceClientConstructor;
   ImageService: ServiceClientConstructor;
 }
 
-let cached: CriServices | undefined;
-
 export function loadCri(): CriServices {
-  if (!cached) {
-    const pkg = loadPackageDefinition(loadSync(CRI_PROTO_PATH, LOADER_OPTIONS));
-    const v1 = (pkg.runtime as GrpcObject).v1 as GrpcObject;
-    cached = {
-      RuntimeService: v1.RuntimeService as ServiceClientConstructor,
-      ImageService: v1.ImageService as ServiceClientConstructor,
-    };
-  }
-  return cached;
+  return { RuntimeService: loadService('runtime.v1.RuntimeService'), ImageService: loadService('runtime.v1.ImageService') };
 }
-
-export const BERTH_PINS_PROTO_PATH = fileURLToPath(new URL('../../proto/berth/v1/pins.proto', import.meta.url));
-
-let pins: ServiceClientConstructor | undefined;
 
 /** berth's own `berth.v1.Pins` service (proto/berth/v1/pins.proto), served beside CRI. */
 export function loadBerthPins(): ServiceClientConstructor {
-  if (!pins) {
-    const pkg = loadPackageDefinition(loadSync(BERTH_PINS_PROTO_PATH, LOADER_OPTIONS));
-    pins = ((pkg.berth as GrpcObject).v1 as GrpcObject).Pins as ServiceClientConstructor;
-  }
-  return pins;
+  return loadService('berth.v1.Pins');
 }
-
-export const BERTH_NODE_PROTO_PATH = fileURLToPath(new URL('../../proto/berth/v1/node.proto', import.meta.url));
-
-let node: ServiceClientConstructor | undefined;
 
 /** berth's own `berth.v1.Node` service (proto/berth/v1/node.proto): host operations for the node agent. */
 export function loadBerthNode(): ServiceClientConstructor {
-  if (!node) {
-    const pkg = loadPackageDefinition(loadSync(BERTH_NODE_PROTO_PATH, LOADER_OPTIONS));
-    node = ((pkg.berth as GrpcObject).v1 as GrpcObject).Node as ServiceClientConstructor;
-  }
-  return node;
+  return loadService('berth.v1.Node');
 }

@@ -22,6 +22,16 @@ import { BerthError } from '../util/errors.ts';
 import { HANDLERS, type AnyHandler } from './handlers.ts';
 import { BERTH_HANDLERS } from './berth-handlers.ts';
 import type { CriContext } from './rpc.ts';
+import { HeapCollector } from '../util/heap-collector.ts';
+
+/**
+ * A full collection every 200 unary calls. Each call leaves garbage that holds C++ memory (HTTP/2
+ * stream state, headers) until a full collection, which V8 does not run for a small heap; a burst
+ * of calls (a kubelet's relist, the bench's 800-call loops) otherwise piles that memory up in
+ * glibc's main heap, which keeps it after it is freed. Measured, 900 calls: RSS +15 -> +7 MiB.
+ * One collection of the ~15 MiB heap costs a few ms, 1 call in 200.
+ */
+const rpcHeap = new HeapCollector(200);
 
 function unimplemented(service: string, method: string, ctx: CriContext): UntypedHandleCall {
   const details = `${service}.${method} is not implemented by berth yet`;
@@ -80,6 +90,7 @@ function wrap(service: string, method: string, handler: AnyHandler, ctx: CriCont
   };
   if (handler.kind === 'unary') {
     return ((call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      rpcHeap.passed(1);
       const started = Date.now();
       const { signal, done } = callSignal(call, live);
       handler.fn(call.request, ctx, signal).then(

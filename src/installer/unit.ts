@@ -7,7 +7,9 @@ import { unlessMissing } from '../util/errors.ts';
 
 /**
  * KillMode=process: a restart stops berthd alone, never the conmon monitors it started, so
- * containers survive an upgrade. Delegate=yes: berthd manages the cgroups below its own.
+ * containers survive an upgrade. Delegate=yes: berthd manages the cgroups below its own. No
+ * Environment= or Node flags: berthd.js sets its thread pool, malloc and V8 settings itself (one
+ * place for every way it is started: this unit, hack/start.sh, the tests).
  */
 export function unitText(): string {
   return `# Written by berth-install; rewritten on every install or upgrade.
@@ -19,7 +21,6 @@ Wants=network-online.target
 
 [Service]
 Type=exec
-Environment=UV_THREADPOOL_SIZE=16
 ExecStart=/opt/berth/current/bin/node /opt/berth/current/lib/berthd.js --config /etc/berth/config.toml
 Restart=always
 RestartSec=2

@@ -1,13 +1,13 @@
 // The streaming server: the HTTP(S) endpoint behind the URLs that Exec, Attach and PortForward
 // return. It trades a single-use token for the request it stands for, upgrades the connection to
-// SPDY/3.1 or WebSocket, and runs the session against the runtime's StreamingBackend.
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// SPDY/3.1 or WebSocket, and runs the session against the runtime's StreamingBackend (sessions.ts,
+// loaded on the first upgrade).
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { WebSocketServer, type WebSocket } from 'ws';
-import type { SessionIo, StreamingBackend } from './backend.ts';
+import type { StreamingBackend } from './backend.ts';
 import { TokenCache, type StreamRequest } from './tokens.ts';
 import {
   HEADER_ACCEPTED_VERSIONS,
@@ -15,15 +15,14 @@ import {
   negotiate,
   PORT_FORWARD_SPDY_PROTOCOLS,
   PORT_FORWARD_WS_PROTOCOLS,
-  protocolVersion,
   REMOTE_COMMAND_SPDY_PROTOCOLS,
   REMOTE_COMMAND_WS_PROTOCOLS,
-  type CommandOutcome,
 } from './protocol.ts';
-import { SpdySession } from './spdy/session.ts';
-import { ChannelSocket } from './websocket/channels.ts';
-import { acceptSpdyCommand, channelsFromWebSocket, serveCommand, type CommandChannels } from './remote-command.ts';
-import { serveSpdyPortForward, serveWebSocketPortForward } from './port-forward.ts';
+import type { Sessions } from './sessions.ts';
+
+// Not an ES import: that would load Node's bundled undici for node:http's WebSocket export
+// (see src/image/registry/http.ts).
+const { createServer: createHttpServer } = process.getBuiltinModule('node:http');
 import { errorMessage, invalidArgument } from '../util/errors.ts';
 import { ConfigError, type BerthConfig } from '../config/config.ts';
 import { readFile } from 'node:fs/promises';
@@ -74,7 +73,8 @@ export class StreamingServer {
   private readonly log: Logger;
   private readonly tokens: TokenCache;
   private readonly http: Server;
-  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+  /** The session code, loaded by the first upgrade. */
+  private sessionsP: Promise<Sessions> | undefined;
   /** Sessions in progress: stop() cuts them and waits for their backends to let go. */
   private readonly sessions = new Map<Promise<void>, () => void>();
   private readonly sockets = new Set<Duplex>();
@@ -148,7 +148,7 @@ export class StreamingServer {
     for (const cut of this.sessions.values()) cut();
     for (const socket of this.sockets) socket.destroy();
     await Promise.allSettled([...this.sessions.keys()]);
-    this.wss.close();
+    if (this.sessionsP) (await this.sessionsP).close();
     await closed;
   }
 
@@ -175,6 +175,34 @@ export class StreamingServer {
     res.end(`${message}\n`);
   }
 
+  /**
+   * Hands an upgraded socket to the session code once it is loaded. Until then the socket's data
+   * waits in its buffer: after an upgrade Node leaves the socket neither flowing nor paused.
+   */
+  private withSessions(socket: Duplex, fn: (s: Sessions) => void): void {
+    this.sessionsP ??= import('./sessions.ts').then(
+      ({ Sessions }) =>
+        new Sessions({
+          backend: this.backend,
+          log: this.log,
+          idleTimeoutMs: this.opts.idleTimeoutMs,
+          streamCreationTimeoutMs: this.opts.streamCreationTimeoutMs,
+          track: (run, cut) => this.track(run, cut),
+        }),
+    );
+    this.sessionsP.then(
+      (s) => {
+        // A client that hung up while the code loaded has nothing left to serve.
+        if (!socket.destroyed) fn(s);
+      },
+      (err: unknown) => {
+        this.sessionsP = undefined;
+        this.log.error({ err: errorMessage(err) }, 'cannot load the streaming session code');
+        socket.destroy();
+      },
+    );
+  }
+
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const { request, status } = this.takeRequest(req.url);
@@ -199,16 +227,7 @@ export class StreamingServer {
       });
     }
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${protocol}\r\n\r\n`);
-    const session = new SpdySession(socket, { role: 'server', idleTimeoutMs: this.opts.idleTimeoutMs });
-    let run: Promise<void>;
-    if (request.kind === 'portforward') {
-      run = serveSpdyPortForward(session, { podSandboxId: request.podSandboxId, backend: this.backend, log: this.log }, this.opts.streamCreationTimeoutMs);
-    } else {
-      const { gone, channels } = acceptSpdyCommand(session, protocolVersion(protocol), request, this.opts.streamCreationTimeoutMs);
-      run = this.runCommand(channels, gone, request);
-    }
-    this.track(run, () => session.destroy('berthd is shutting down'));
-    session.feed(head);
+    this.withSessions(socket, (s) => s.spdy(socket, head, protocol, request));
   }
 
   private upgradeWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer, request: StreamRequest): void {
@@ -226,31 +245,7 @@ export class StreamingServer {
       ports = parsed.length > 0 ? parsed : request.ports;
       if (ports.length === 0) return refuse(socket, 400, 'Bad Request', 'query parameter "port" is required');
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const channels = new ChannelSocket(ws, {
-        base64: protocol.includes('base64'),
-        closeSignal: protocolVersion(protocol || 'channel.k8s.io') >= 5,
-        idleTimeoutMs: this.opts.idleTimeoutMs,
-      });
-      let run: Promise<void>;
-      if (request.kind === 'portforward') {
-        run = serveWebSocketPortForward(channels, ports, { podSandboxId: request.podSandboxId, backend: this.backend, log: this.log });
-      } else {
-        const ch = channelsFromWebSocket(channels, protocolVersion(protocol || 'channel.k8s.io'), request);
-        run = this.runCommand(Promise.resolve(ch), ch.gone, request);
-      }
-      this.track(run, () => channels.destroy());
-    });
-  }
-
-  /** An exec's process starts before the client has opened its streams (see StreamingBackend.exec). */
-  private runCommand(channels: Promise<CommandChannels>, gone: AbortSignal, request: Extract<StreamRequest, { kind: 'exec' | 'attach' }>): Promise<void> {
-    const run = async (io: Promise<SessionIo>, signal: AbortSignal): Promise<CommandOutcome> => {
-      if (request.kind === 'exec') return this.backend.exec(request.containerId, request.cmd, request, io, signal);
-      await this.backend.attach(request.containerId, await io, signal);
-      return { exitCode: 0 };
-    };
-    return serveCommand(channels, gone, run, this.log);
+    this.withSessions(socket, (s) => s.webSocket(req, socket, head, protocol, ports, request));
   }
 }
 

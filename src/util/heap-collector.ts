@@ -1,4 +1,5 @@
-// Full garbage collections paced by the bytes a thread has passed along. A pull's chunks (socket
+// Full garbage collections paced by the work a thread has done: bytes passed along by a pull, or
+// calls served by the CRI server (src/cri/server.ts says why). A pull's chunks (socket
 // reads in the daemon, transferred 1 MiB batches in the unpack worker) outlive a young-generation
 // collection while they wait in stream buffers, so they die in the old generation, which V8
 // collects only when its heap grows, not when their off-heap memory does: left alone, each thread
@@ -15,7 +16,7 @@ export class HeapCollector {
     this.#every = everyBytes;
   }
 
-  /** Counts `bytes` passed along; collects once `everyBytes` have gone by since the last time. */
+  /** Counts `bytes` (or calls) passed along; collects once `everyBytes` have gone by since the last time. */
   passed(bytes: number): void {
     this.#since += bytes;
     if (this.#since < this.#every) return;

@@ -59,7 +59,7 @@ async function dropCaches(): Promise<void> {
   }
 }
 
-async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return kb / 1024;
@@ -73,6 +73,9 @@ async function msOf(fn: () => Promise<unknown>): Promise<number> {
 
 interface RunResult {
   idleMiB: number;
+  /** Anonymous and file-backed parts of idleMiB (file-backed: the binary's and libraries' pages, shared). */
+  idleSplit: [number, number];
+  afterSplit?: [number, number];
   versionMs: number;
   listMs: number;
   smallPullMs: number;
@@ -90,6 +93,7 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
   try {
     await sleep(2000);
     const idleMiB = await rssMiB(pid, 'VmRSS');
+    const idleSplit: [number, number] = [await rssMiB(pid, 'RssAnon'), await rssMiB(pid, 'RssFile')];
 
     const loop = async (method: string, service: 'runtime' | 'image'): Promise<number> => {
       for (let i = 0; i < 50; i++) await client.call(service, method, {});
@@ -114,11 +118,13 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
     const coldMs = await msOf(() => client.call('image', 'PullImage', { image: { image: big } }, { timeoutMs: 600_000 }));
     const peakMiB = await rssMiB(pid, 'VmHWM');
     let afterMiB: number | undefined;
+    let afterSplit: [number, number] | undefined;
     if (settle) {
       await sleep(SETTLE_S * 1000);
       afterMiB = await rssMiB(pid, 'VmRSS');
+      afterSplit = [await rssMiB(pid, 'RssAnon'), await rssMiB(pid, 'RssFile')];
     }
-    return { idleMiB, versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
+    return { idleMiB, idleSplit, ...(afterSplit ? { afterSplit } : {}), versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
   } finally {
     await daemon.stop();
     // containerd leaves its overlay snapshots unmounted; removing the tree is enough.
@@ -174,6 +180,14 @@ async function main(): Promise<void> {
     console.log(row('small-image PullImage p50', med(b, (r) => r.smallPullMs), med(c, (r) => r.smallPullMs), 'ms', 1, '<= 1x'));
     console.log(row('RemoveImage p50', med(b, (r) => r.removeMs), med(c, (r) => r.removeMs), 'ms', 1, '<= 1x'));
     console.log(row('cold pull of the big image', med(b, (r) => r.coldPullS), med(c, (r) => r.coldPullS), 's', 2, '<= 0.6x'));
+    const split = (rs: RunResult[], f: (r: RunResult) => [number, number] | undefined): string => {
+      const s = rs.map(f).find((x) => x !== undefined);
+      return s ? `${s[0].toFixed(0)} + ${s[1].toFixed(0)}` : '-';
+    };
+    console.log(
+      `RSS as anonymous + file-backed MiB (run 1; file-backed is mostly the runtime binary's pages, shared with other processes): ` +
+        `berth idle ${split(b, (r) => r.idleSplit)}, after ${split(b, (r) => r.afterSplit)}; containerd idle ${split(c, (r) => r.idleSplit)}, after ${split(c, (r) => r.afterSplit)}`,
+    );
   } finally {
     await img.cleanup();
     await registry.stop();

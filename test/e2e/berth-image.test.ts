@@ -1,7 +1,7 @@
 // The berth image, built by hack/build-image.ts without a Docker daemon, pushed to a real local
 // registry and pulled by a real berthd: the unpacked layer holds Node.js, the bundles, nsenter, the
 // libraries they load and the CA certificates, and the bundled programs run from it. The bundled
-// berthd then pulls its own image, which exercises its protos and unpack worker.
+// berthd then pulls its own image, which exercises its gRPC descriptor and unpack worker.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -54,9 +54,11 @@ describe('the berth image', () => {
 
   test('the unpacked layer holds node, the bundles, nsenter and the CA certificates', async () => {
     for (const f of ['berth/bin/node', 'usr/bin/nsenter']) assert.ok(((await stat(join(fs, f))).mode & 0o111) !== 0, `${f} is executable`);
-    for (const f of ['berthd.js', 'berth-install.js', 'berth-controller.js', 'unpack-worker.js', 'netns-connector.js', 'proto/runtime/v1/api.proto', 'proto/berth/v1/pins.proto', 'src/streaming/attach-relay.pl']) {
+    for (const f of ['berthd.js', 'berth-install.js', 'berth-controller.js', 'unpack-worker.js', 'netns-connector.js', 'src/streaming/attach-relay.pl']) {
       await stat(join(fs, 'berth/lib', f));
     }
+    // The gRPC descriptor travels inside the bundles (a JSON module), not as a file beside them.
+    assert.match(await readFile(join(fs, 'berth/lib/berthd.js'), 'utf8'), /runtime\.v1\.RuntimeService/);
     assert.equal(JSON.parse(await readFile(join(fs, 'berth/lib/package.json'), 'utf8')).type, 'module');
     assert.ok((await readFile(join(fs, 'etc/ssl/certs/ca-certificates.crt'), 'utf8')).includes('BEGIN CERTIFICATE'));
     const { stdout } = await run(join(fs, 'berth/bin/node'), ['--version']);

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { stat, access, readFile, writeFile } from 'node:fs/promises';
+import { stat, access, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect } from 'node:net';
@@ -158,4 +159,27 @@ for (const [who, authorityOf] of [
     assert.equal(tr['grpc-status'], '0', `call ${i}: ${String(tr['grpc-message'])}`);
     assert.ok(Buffer.concat(chunks).includes(Buffer.from('berth')), 'the response names the runtime');
   }
+});
+
+// The first start on an empty compile cache has to load Node's TypeScript stripper; berthd then
+// writes the cache and starts again from it (same pid), so the stripper does not stay resident.
+test('a start on an empty compile cache fills it and restarts from it; the next start uses it as is', async (t) => {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'berth-compile-cache-'));
+  t.after(() => rm(cacheDir, { recursive: true, force: true }));
+  const environ = async (pid: number): Promise<string[]> => (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+
+  const cold = await startDaemon({ env: { NODE_COMPILE_CACHE: cacheDir } });
+  t.after(() => cold.dispose());
+  const pid = cold.child.pid as number;
+  assert.ok((await environ(pid)).includes('BERTHD_WARM=1'), 'the serving process is the restart from the filled cache');
+  // Named in the environment, so the unpack worker thread starts from the cache too.
+  assert.ok((await environ(pid)).includes(`NODE_COMPILE_CACHE=${cacheDir}`));
+  assert.ok((await readdir(cacheDir, { recursive: true })).length > 1, 'the cache was written');
+  await cold.dispose();
+
+  const warm = await startDaemon({ env: { NODE_COMPILE_CACHE: cacheDir } });
+  t.after(() => warm.dispose());
+  assert.ok(!(await environ(warm.child.pid as number)).includes('BERTHD_WARM=1'), 'a warm start does not restart');
+  const version = await warm.client.call<{ runtime_name: string }>('runtime', 'Version', {});
+  assert.equal(version.runtime_name, 'berth');
 });

@@ -28,6 +28,8 @@ export interface DaemonOptions {
   showLogs?: boolean;
   /** The daemon's stderr is appended to this file instead of kept for logs(). */
   logFile?: string;
+  /** Added to the daemon's environment. */
+  env?: Record<string, string>;
 }
 
 export interface TestDaemon {
@@ -56,7 +58,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   const child = spawn(
     opts.entry?.node ?? process.execPath,
     [opts.entry?.script ?? BERTHD, '--config', configPath, '--root', root, '--state', state, '--socket', socket, '--log-level', opts.logLevel ?? 'debug', ...(opts.extraArgs ?? [])],
-    { stdio: ['ignore', 'ignore', logFd ?? (opts.showLogs ? 'inherit' : 'pipe')] },
+    { stdio: ['ignore', 'ignore', logFd ?? (opts.showLogs ? 'inherit' : 'pipe')], env: { ...process.env, ...opts.env } },
   );
   if (logFd !== undefined) closeSync(logFd);
   let stderr = '';

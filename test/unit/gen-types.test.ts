@@ -1,5 +1,6 @@
-// The committed message types (src/cri/gen/ for CRI, src/cri/gen-berth/ for berth's own API) match
-// what hack/gen-types.sh makes from proto/, so handlers cannot type-check against stale shapes.
+// The committed message types (src/cri/gen/ for CRI, src/cri/gen-berth/ for berth's own API) and the
+// descriptor the codec encodes with (src/cri/descriptor.json) match what hack/gen-types.sh makes
+// from proto/, so handlers cannot type-check against stale shapes nor the daemon speak a stale wire.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -45,4 +46,16 @@ test('src/cri/gen is what hack/gen-types.sh generates from proto/runtime/v1/', a
 test('src/cri/gen-berth is what hack/gen-types.sh generates from proto/berth/v1/', async () => {
   const fresh = await assertFresh('berth', 'src/cri/gen-berth');
   assert.ok(fresh.has('berth/v1/SetPinsRequest.ts'));
+});
+
+test('src/cri/descriptor.json is what hack/gen-types.sh generates from proto/', async () => {
+  const tmp = await mkdtemp(join(tmpdir(), 'berth-gen-'));
+  try {
+    await promisify(execFile)('bash', [join(repo, 'hack/gen-types.sh'), 'descriptor', join(tmp, 'descriptor.json')], { cwd: repo });
+    const fresh = await readFile(join(tmp, 'descriptor.json'), 'utf8');
+    assert.match(fresh, /"runtime\.v1\.RuntimeService": \[/);
+    assert.equal(await readFile(join(repo, 'src/cri/descriptor.json'), 'utf8'), fresh, 'src/cri/descriptor.json is stale; run bash hack/gen-types.sh descriptor');
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
 });

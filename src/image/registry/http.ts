@@ -1,12 +1,17 @@
 // The HTTP layer under the registry client: one request, no retries, no redirects, no auth. It owns
 // connection reuse (keep-alive agents, one per TLS trust setting) and timeouts, so a stalled
 // registry surfaces as an ETIMEDOUT error the retry layer understands.
-import http from 'node:http';
+import type * as Http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { failedPrecondition } from '../../util/errors.ts';
 import type { TlsSettings } from './hosts.ts';
+
+// Taken as the CommonJS module it is: an ES import of node:http reads every export, and three of
+// them (WebSocket, CloseEvent, MessageEvent) load Node's bundled undici (~0.8 MB of source, plus
+// web streams and perf_hooks) that berthd never uses.
+const http = process.getBuiltinModule('node:http');
 
 export interface HttpRequest {
   url: URL;
@@ -73,7 +78,7 @@ export class HttpTransport {
   }
 
   /** Sends one request and resolves once the response headers arrive; the body is left to the caller. */
-  async send(req: HttpRequest): Promise<http.IncomingMessage> {
+  async send(req: HttpRequest): Promise<Http.IncomingMessage> {
     const isHttps = req.url.protocol === 'https:';
     const agent = isHttps ? await this.#httpsAgentFor(req.tls) : this.#httpAgent;
     return sendWith(agent, isHttps, req);
@@ -91,7 +96,7 @@ function timeoutError(url: URL, ms: number, phase: string): Error {
   return Object.assign(new Error(`no answer from ${url.host} for ${ms}ms ${phase}`), { code: 'ETIMEDOUT' });
 }
 
-function sendWith(agent: http.Agent, isHttps: boolean, req: HttpRequest): Promise<http.IncomingMessage> {
+function sendWith(agent: Http.Agent, isHttps: boolean, req: HttpRequest): Promise<Http.IncomingMessage> {
   const headers: Record<string, string> = { 'user-agent': 'berth', ...req.headers };
   if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
   return new Promise((resolve, reject) => {
@@ -116,7 +121,7 @@ function sendWith(agent: http.Agent, isHttps: boolean, req: HttpRequest): Promis
 }
 
 /** Reads a whole (small) body; refuses bodies over `limit` bytes so a hostile server can't exhaust memory. */
-export async function readBody(res: http.IncomingMessage, limit: number): Promise<Buffer> {
+export async function readBody(res: Http.IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     res.destroy();
@@ -143,7 +148,7 @@ export class BodyTooLargeError extends Error {
 }
 
 /** Reads a short error body for the message, never failing. */
-export async function readErrorBody(res: http.IncomingMessage): Promise<string> {
+export async function readErrorBody(res: Http.IncomingMessage): Promise<string> {
   try {
     return (await readBody(res, 64 * 1024)).toString('utf8');
   } catch {
@@ -152,7 +157,7 @@ export async function readErrorBody(res: http.IncomingMessage): Promise<string> 
 }
 
 /** Throws the body away so the keep-alive socket can be reused. */
-export function discard(res: http.IncomingMessage): void {
+export function discard(res: Http.IncomingMessage): void {
   res.on('error', () => {});
   res.resume();
 }

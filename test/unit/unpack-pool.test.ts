@@ -5,7 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, mkdir, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -14,6 +16,8 @@ import { buildLayer, type FileSpec } from '../helpers/images.ts';
 import { until } from '../helpers/poll.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { ROOT_ONLY } from '../helpers/root.ts';
+
+const execFileAsync = promisify(execFile);
 
 test('a pool of one survives a failed layer and unpacks the layers queued behind it', ROOT_ONLY, async (t) => {
   const base = await mkdtemp(join(tmpdir(), 'berth-pool-'));
@@ -110,4 +114,36 @@ test('a layer whose download fails returns only after its worker stopped writing
   await mkdir(dir2);
   await pool.unpack(dir2, Readable.from([good.bytes ?? Buffer.alloc(0)]), [], good.diffId, 'good layer');
   assert.equal(readdirSync(dir).length, after, 'nothing appeared in the failed layer afterwards');
+});
+
+test("a worker uses the daemon's compile cache", async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'berth-pool-cache-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const layer = await buildLayer({ files: [{ path: 'cached.txt', content: 'compiled once' }], compression: 'gzip' });
+  await writeFile(join(base, 'layer.tgz'), layer.bytes ?? Buffer.alloc(0));
+  // A daemon of its own (plain node, as bin/berthd.js runs): turns the cache on, then either only
+  // loads the pool or also unpacks a layer in a worker (no size given, so never inline).
+  const script = join(base, 'daemon.ts');
+  await writeFile(script, [
+    "import { enableCompileCache } from 'node:module';",
+    "import { readFileSync, mkdirSync } from 'node:fs';",
+    "import { Readable } from 'node:stream';",
+    'enableCompileCache(process.argv[2]);',
+    `const { UnpackPool } = await import(${JSON.stringify(new URL('../../src/snapshot/unpack-pool.ts', import.meta.url).href)});`,
+    'const pool = new UnpackPool(1);',
+    "if (process.argv[3] === 'unpack') {",
+    "  mkdirSync(process.argv[4]);",
+    `  await pool.unpack(process.argv[4], Readable.from([readFileSync(${JSON.stringify(join(base, 'layer.tgz'))})]), [], ${JSON.stringify(layer.diffId)}, 'layer');`,
+    '}',
+    'await pool.close();',
+  ].join('\n'));
+  const cacheFiles = async (mode: string): Promise<number> => {
+    const cache = join(base, `cache-${mode}`);
+    await execFileAsync(process.execPath, [script, cache, mode, join(base, `fs-${mode}`)]);
+    return (await readdir(cache, { recursive: true })).length;
+  };
+  const daemonOnly = await cacheFiles('load');
+  const withWorker = await cacheFiles('unpack');
+  assert.equal(readFileSync(join(base, 'fs-unpack', 'cached.txt'), 'utf8'), 'compiled once');
+  assert.ok(withWorker > daemonOnly, `the worker's modules were not cached (${withWorker} entries with a worker, ${daemonOnly} without)`);
 });

@@ -1,4 +1,4 @@
-// Which cgroup hierarchy the host runs: berth reads stats and freezes through v1's per-controller
+// Which cgroup hierarchy the host runs: berth reads stats through v1's per-controller
 // trees or v2's single unified one.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -4,10 +4,9 @@
 // Moving a tag is one atomic rewrite of one name file. A pull writes the image record before any
 // name, so a crash leaves at most an unnamed record, which the next GC removes: a half-pulled
 // image is never visible.
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic, syncDir } from '../util/atomic-file.ts';
-import { digestHex, isDigest, sha256 } from '../util/digest.ts';
+import { hashedFileName, RecordDir } from '../store/record-dir.ts';
+import { digestHex, isDigest } from '../util/digest.ts';
 
 export interface LayerRecord {
   /** Digest of the blob as the registry serves it (compressed). */
@@ -67,31 +66,37 @@ function isNameRecord(v: unknown): v is NameRecord {
 }
 
 export class ImageRecords {
-  readonly images = new Map<string, ImageRecord>();
-  readonly names = new Map<string, NameRecord>();
   /** The reverse of `names`, so listing thousands of images stays linear. */
   private readonly namesById = new Map<string, Set<string>>();
-  private readonly imagesDir: string;
-  private readonly namesDir: string;
+  private readonly imageDir: RecordDir<ImageRecord>;
+  /** Names may contain `/` and `:`, so their files are named by the name's hash. */
+  private readonly nameDir: RecordDir<NameRecord>;
 
   constructor(root: string) {
-    this.imagesDir = join(root, 'images');
-    this.namesDir = join(root, 'names');
+    this.imageDir = new RecordDir(join(root, 'images'), isImageRecord, { key: (r) => r.id, fileName: digestHex });
+    this.nameDir = new RecordDir(join(root, 'names'), isNameRecord, { key: (n) => n.name, fileName: hashedFileName });
   }
 
-  /** Loads every record; returns the paths of unreadable ones, which were moved aside. */
+  get images(): ReadonlyMap<string, ImageRecord> {
+    return this.imageDir.byKey;
+  }
+
+  get names(): ReadonlyMap<string, NameRecord> {
+    return this.nameDir.byKey;
+  }
+
+  /**
+   * Loads every record; returns the paths of unreadable ones, which were moved aside (see
+   * RecordDir.load), so one broken file costs one image instead of the daemon's start.
+   */
   async load(): Promise<string[]> {
-    await mkdir(this.imagesDir, { recursive: true });
-    await mkdir(this.namesDir, { recursive: true });
-    const bad: string[] = [];
-    for (const rec of await readRecords(this.imagesDir, isImageRecord, bad)) this.images.set(rec.id, rec);
-    for (const rec of await readRecords(this.namesDir, isNameRecord, bad)) this.index(rec);
+    const bad = [...(await this.imageDir.load()), ...(await this.nameDir.load())];
+    for (const rec of this.nameDir.all()) this.index(rec);
     return bad;
   }
 
   async putImage(rec: ImageRecord): Promise<void> {
-    await writeFileAtomic(join(this.imagesDir, `${digestHex(rec.id)}.json`), JSON.stringify(rec));
-    this.images.set(rec.id, rec);
+    await this.imageDir.put(rec);
   }
 
   /**
@@ -99,23 +104,23 @@ export class ImageRecords {
    * removal, the record is unnamed and the start-up GC removes it again.
    */
   async removeImage(id: string): Promise<void> {
-    await rm(join(this.imagesDir, `${digestHex(id)}.json`), { force: true });
-    this.images.delete(id);
+    await this.imageDir.remove(id, { durable: false });
   }
 
   async putName(name: string, id: string): Promise<void> {
-    await writeFileAtomic(join(this.namesDir, nameFile(name)), JSON.stringify({ name, id } satisfies NameRecord));
     this.unindex(name);
     this.index({ name, id });
+    await this.nameDir.put({ name, id });
   }
 
+  /** Not synced: callers remove several and then call syncNames once. */
   async removeName(name: string): Promise<void> {
-    await rm(join(this.namesDir, nameFile(name)), { force: true });
     this.unindex(name);
+    await this.nameDir.remove(name, { durable: false });
   }
 
   async syncNames(): Promise<void> {
-    await syncDir(this.namesDir);
+    await this.nameDir.sync();
   }
 
   namesOf(id: string): string[] {
@@ -123,7 +128,6 @@ export class ImageRecords {
   }
 
   private index(rec: NameRecord): void {
-    this.names.set(rec.name, rec);
     let set = this.namesById.get(rec.id);
     if (!set) this.namesById.set(rec.id, (set = new Set()));
     set.add(rec.name);
@@ -132,45 +136,8 @@ export class ImageRecords {
   private unindex(name: string): void {
     const old = this.names.get(name);
     if (!old) return;
-    this.names.delete(name);
     const set = this.namesById.get(old.id);
     set?.delete(name);
     if (set?.size === 0) this.namesById.delete(old.id);
   }
-}
-
-/** Names may contain `/` and `:`, so files are named by the name's hash. */
-function nameFile(name: string): string {
-  return `${digestHex(sha256(name))}.json`;
-}
-
-/**
- * Reads every complete record; temp files from an interrupted write are removed. A record that
- * does not parse or does not have the shape `valid` checks (a damaged disk, a hand edit, a record
- * from another version) is renamed to `*.json.corrupt` and reported in `bad`, so one broken file
- * costs one image instead of keeping the daemon from starting or failing every ListImages.
- */
-async function readRecords<T>(dir: string, valid: (v: unknown) => v is T, bad: string[]): Promise<T[]> {
-  const out: T[] = [];
-  for (const file of await readdir(dir)) {
-    const path = join(dir, file);
-    if (file.startsWith('.')) {
-      await rm(path, { force: true });
-      continue;
-    }
-    if (!file.endsWith('.json')) continue;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(await readFile(path, 'utf8'));
-    } catch {
-      parsed = undefined;
-    }
-    if (valid(parsed)) {
-      out.push(parsed);
-    } else {
-      await rename(path, `${path}.corrupt`);
-      bad.push(`${path}.corrupt`);
-    }
-  }
-  return out;
 }

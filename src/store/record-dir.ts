@@ -75,6 +75,11 @@ export class RecordDir<T> {
     return [...this.#records.values()];
   }
 
+  /** Every record by key, live (for lookups by key and ordered walks without a copy). */
+  get byKey(): ReadonlyMap<string, T> {
+    return this.#records;
+  }
+
   /** Finds by full ID or unique prefix; an ambiguous prefix is INVALID_ARGUMENT. */
   find(idOrPrefix: string, what: string): T | undefined {
     const exact = this.#records.get(idOrPrefix);
@@ -96,12 +101,21 @@ export class RecordDir<T> {
     await this.#writes.run(key, () => writeFileAtomic(this.#file(key), JSON.stringify(rec), 0o644, opts));
   }
 
-  async remove(key: string): Promise<void> {
+  /**
+   * Forgets the record and deletes its file. `durable: false` leaves the directory unsynced, for a
+   * caller that removes many and calls `sync` once, or whose removal a crash may safely undo.
+   */
+  async remove(key: string, opts: { durable?: boolean } = {}): Promise<void> {
     this.#records.delete(key);
     await this.#writes.run(key, async () => {
       await rm(this.#file(key), { force: true });
-      await syncDir(this.#dir);
+      if (opts.durable ?? true) await syncDir(this.#dir);
     });
+  }
+
+  /** Makes earlier non-durable removals survive a power cut. */
+  async sync(): Promise<void> {
+    await syncDir(this.#dir);
   }
 
   #file(key: string): string {

@@ -1,4 +1,4 @@
-// cgroup v1 (this VM) against a real cgroup with a real process in it: stats, freeze/thaw, removal.
+// cgroup v1 (this VM) against a real cgroup with a real process in it: version and stats.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -7,16 +7,14 @@ import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { readCgroupStats } from '../../src/cgroups/stats.ts';
-import { freeze, thaw } from '../../src/cgroups/freezer.ts';
-import { removeCgroup } from '../../src/cgroups/remove.ts';
 import { cgroupVersion } from '../../src/cgroups/version.ts';
 import { until } from '../helpers/poll.ts';
 
 const ROOT = '/sys/fs/cgroup';
-const CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'freezer'];
+const CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids'];
 const usable = process.getuid?.() === 0 && CONTROLLERS.every((c) => existsSync(join(ROOT, c, 'cgroup.procs')));
 
-describe('a real v1 cgroup', { skip: usable ? false : 'needs root and the v1 cpu, cpuacct, memory, pids and freezer controllers' }, () => {
+describe('a real v1 cgroup', { skip: usable ? false : 'needs root and the v1 cpu, cpuacct, memory and pids controllers' }, () => {
   const name = `berth-test-${randomBytes(6).toString('hex')}`;
   const path = `/${name}`;
   let child: ChildProcess | undefined;
@@ -34,7 +32,6 @@ describe('a real v1 cgroup', { skip: usable ? false : 'needs root and the v1 cpu
   after(async () => {
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
-      await thaw(path, { version: 1 }).catch(() => undefined);
       await exited;
     }
     for (const c of CONTROLLERS) await rmdir(join(ROOT, c, name)).catch(() => undefined);
@@ -55,28 +52,5 @@ describe('a real v1 cgroup', { skip: usable ? false : 'needs root and the v1 cpu
     assert.equal(s.pids.current, 1);
     const rootStats = await readCgroupStats('/');
     assert.equal(rootStats.memory.limit, undefined, 'the root memory cgroup is unlimited');
-  });
-
-  test('freeze: the kernel reports FROZEN and the process stops running; thaw brings it back', async () => {
-    const pid = child?.pid as number;
-    await freeze(path, { version: 1 });
-    assert.equal((await readFile(join(ROOT, 'freezer', name, 'freezer.state'), 'utf8')).trim(), 'FROZEN');
-    const state = async () => /^State:\s+(\S)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
-    assert.equal(await state(), 'D', 'a frozen task sleeps uninterruptibly');
-    // It cannot act on a fatal signal until thawed: still there, still frozen.
-    process.kill(pid, 'SIGTERM');
-    assert.equal(await state(), 'D');
-    await thaw(path, { version: 1 });
-    assert.equal((await readFile(join(ROOT, 'freezer', name, 'freezer.state'), 'utf8')).trim(), 'THAWED');
-    await exited;
-    assert.equal(child?.signalCode, 'SIGTERM');
-  });
-
-  test('removal: gone from every controller once the process has exited; again is fine', async () => {
-    await exited;
-    await until('the cgroup to empty', async () => (await readFile(join(ROOT, 'pids', name, 'pids.current'), 'utf8')).trim() === '0');
-    await removeCgroup(path);
-    for (const c of CONTROLLERS) assert.equal(existsSync(join(ROOT, c, name)), false, c);
-    await removeCgroup(path);
   });
 });

@@ -17,8 +17,10 @@ before(async () => {
   if (!root) return;
   execFileSync('ip', ['netns', 'add', name]);
   execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  // An echo server that exists only inside the namespace.
-  const script = `require('net').createServer((s) => s.pipe(s)).listen(${PORT}, '127.0.0.1', () => console.log('ready'))`;
+  // An echo server that exists only inside the namespace. A client that hangs up while its echo is
+  // still being written is that connection's error only: unhandled, it would take the server (and
+  // the other test sockets) down with an EPIPE/ECONNRESET.
+  const script = `require('net').createServer((s) => { s.on('error', () => s.destroy()); s.pipe(s); }).listen(${PORT}, '127.0.0.1', () => console.log('ready'))`;
   server = spawn('nsenter', [`--net=${netns}`, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     server?.stdout?.once('data', () => resolve());

@@ -71,6 +71,13 @@ const WRITE_BATCH = 1024 * 1024;
 const META_RECORD_MAX = 16 * 1024 * 1024;
 /** Concurrent mknod children: enough to hide spawn latency, few enough not to swamp a node. */
 const SPAWN_CONCURRENCY = 8;
+/**
+ * Longest stretch of entries written without letting the event loop run. Buffered entries are
+ * written back to back in microtasks; a layer of thousands of small files unpacked in the daemon's
+ * thread would otherwise hold its event loop for the whole layer, starving the downloads that feed
+ * the unpack worker (and every gRPC call) meanwhile.
+ */
+const YIELD_AFTER_MS = 4;
 
 const BLOCK = 512;
 const S_ISGID = 0o2000;
@@ -529,9 +536,14 @@ class Unpacker {
 
   async run(parser: TarParser, signal: AbortSignal | undefined): Promise<void> {
     try {
+      let slice = performance.now();
       for (let entry = await parser.next(); entry !== null; entry = await parser.next()) {
         signal?.throwIfAborted();
         await this.#entry(entry, parser);
+        if (performance.now() - slice >= YIELD_AFTER_MS) {
+          await new Promise(setImmediate);
+          slice = performance.now();
+        }
       }
       await this.#finish();
     } catch (err) {

@@ -1,26 +1,37 @@
-// Full garbage collections paced by the work a thread has done: bytes passed along by a pull, or
-// calls served by the CRI server (src/cri/server.ts says why). A pull's chunks (socket
-// reads in the daemon, transferred 1 MiB batches in the unpack worker) outlive a young-generation
-// collection while they wait in stream buffers, so they die in the old generation, which V8
-// collects only when its heap grows, not when their off-heap memory does: left alone, each thread
-// held 20-40 MiB of spent chunks at the peak of the bench pull. Only when the process runs with
-// --expose-gc (bin/berthd.js passes it); otherwise this does nothing.
+// Garbage collections paced by the work a thread has done: bytes passed along by a pull, or calls
+// served by the CRI server (src/cri/server.ts says why). A pull's chunks (socket
+// reads in the daemon, transferred 1 MiB batches and inflated output in the unpack worker) are
+// off-heap memory behind small heap objects: V8 collects them only when its heap grows, not when
+// their off-heap memory does, so left alone each thread held 20-40 MiB of spent chunks at the peak
+// of the bench pull. Most die before a young-generation collection (a scavenge, ~1 ms) reaches
+// them, so those run often and full collections (tens of ms on the daemon's heap) rarely, for what
+// a scavenge promoted instead of freeing. Only when the process runs with --expose-gc
+// (bin/berthd.js passes it); otherwise this does nothing.
 
-const collect = (globalThis as { gc?: () => void }).gc;
+const gc = (globalThis as { gc?: (options?: { type: 'minor' | 'major' }) => void }).gc;
 
 export class HeapCollector {
-  readonly #every: number;
-  #since = 0;
+  readonly #minorEvery: number;
+  readonly #majorEvery: number;
+  #sinceMinor = 0;
+  #sinceMajor = 0;
 
-  constructor(everyBytes: number) {
-    this.#every = everyBytes;
+  constructor(minorEveryBytes: number, majorEveryBytes: number) {
+    this.#minorEvery = minorEveryBytes;
+    this.#majorEvery = majorEveryBytes;
   }
 
-  /** Counts `bytes` (or calls) passed along; collects once `everyBytes` have gone by since the last time. */
+  /** Counts `bytes` (or calls) passed along; collects once enough have gone by since the last collection. */
   passed(bytes: number): void {
-    this.#since += bytes;
-    if (this.#since < this.#every) return;
-    this.#since = 0;
-    collect?.();
+    this.#sinceMinor += bytes;
+    this.#sinceMajor += bytes;
+    if (this.#sinceMajor >= this.#majorEvery) {
+      this.#sinceMajor = 0;
+      this.#sinceMinor = 0;
+      gc?.({ type: 'major' });
+    } else if (this.#sinceMinor >= this.#minorEvery) {
+      this.#sinceMinor = 0;
+      gc?.({ type: 'minor' });
+    }
   }
 }

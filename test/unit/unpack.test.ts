@@ -458,3 +458,24 @@ test('consumes trailing padding so upstream hashing sees every byte', ROOT_ONLY,
   await unpackLayer(streamOf(tar, 512).pipe(counter), await tempDir(t, 'pad'));
   assert.equal(seen, tar.length);
 });
+
+test('a buffered layer of many small files lets the event loop run while it unpacks', ROOT_ONLY, async (t) => {
+  // The whole tar arrives as one chunk, so nothing the unpacker awaits needs the event loop: without
+  // yielding it would write all 3000 files before a timer, a socket read or a gRPC call could run.
+  const files = Array.from({ length: 3000 }, (_, i) => ({ name: `d${i % 30}/f${i}`, data: `file ${i}\n` }));
+  const dir = await tempDir(t, 'yield');
+  let turns = 0;
+  let done = false;
+  const spin = (): void => {
+    if (done) return;
+    turns++;
+    setImmediate(spin);
+  };
+  const unpacking = unpackLayer(Readable.from([await tarOf(files)]), dir);
+  setImmediate(spin);
+  const stats = await unpacking;
+  done = true;
+  assert.equal(stats.files, 3000);
+  assert.equal(readFileSync(join(dir, 'd29/f2999'), 'utf8'), 'file 2999\n');
+  assert.ok(turns > 0, 'the event loop never ran during the unpack');
+});

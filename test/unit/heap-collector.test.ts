@@ -1,0 +1,26 @@
+// HeapCollector's pacing: young-generation collections often, full ones rarely, counted in bytes.
+// V8's gc() exists only under --expose-gc, so the test puts a recorder in its place before the
+// module reads it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+test('collects the young generation every minor step and the whole heap every major step', async () => {
+  const calls: string[] = [];
+  const g = globalThis as { gc?: (options?: { type: string }) => void };
+  const saved = g.gc;
+  g.gc = (options) => {
+    calls.push(options?.type ?? 'default');
+  };
+  try {
+    const { HeapCollector } = await import(`../../src/util/heap-collector.ts?recorder=${Date.now()}`);
+    const heap = new HeapCollector(2 << 20, 8 << 20);
+    for (let i = 0; i < 16; i++) heap.passed(1 << 20);
+    // 16 MiB in 1 MiB steps: full at 8 and 16, young at 2, 4, 6 and 10, 12, 14.
+    assert.deepEqual(calls, ['minor', 'minor', 'minor', 'major', 'minor', 'minor', 'minor', 'major']);
+    heap.passed(512 << 10);
+    assert.equal(calls.length, 8, 'less than a minor step collects nothing');
+  } finally {
+    if (saved === undefined) delete g.gc;
+    else g.gc = saved;
+  }
+});

@@ -16,6 +16,7 @@ const pinned = async (d: TestDaemon, ref: string): Promise<boolean | undefined> 
 describe('image pins', () => {
   let registry: TestRegistry;
   let daemon: TestDaemon;
+  const earlier: TestDaemon[] = [];
   let config: string;
   before(async () => {
     registry = await startRegistry();
@@ -26,6 +27,8 @@ describe('image pins', () => {
   });
   after(async () => {
     await daemon?.dispose();
+    // A daemon restarted on an earlier one's root: that one's temp dir (holding the root) goes last.
+    for (const d of earlier) await d.dispose();
     await registry?.stop();
   });
 
@@ -72,6 +75,7 @@ describe('image pins', () => {
     } finally {
       await again.dispose();
     }
+    earlier.push(daemon);
     daemon = await startDaemon({ config, root: daemon.root });
   });
 

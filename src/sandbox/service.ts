@@ -151,85 +151,81 @@ export class SandboxService {
     const started = this.netnsPool.starting();
     const pooled = hostNetwork ? undefined : this.netnsPool.take();
     const id = pooled?.id ?? randomBytes(32).toString('hex');
-    try {
-      return await this.locks.run(id, async () => {
-        const dir = join(this.config.state, 'sandboxes', id);
-        const rec: SandboxRecord = {
-          id,
-          owner: opts.owner,
-          key,
-          config,
-          runtimeHandler: handler,
-          createdAt: Date.now() * 1e6,
-          state: 'notready',
-          hostNetwork,
-          hostIpc,
-          hostPid,
-          ips: [],
-          dir,
-          cgroupParent: config.linux?.cgroup_parent ?? '',
-        };
-        const clock = new StepClock();
-        // Claim the name before the first await so a concurrent run with the same name fails. The
-        // write (fsynced) goes on while the pod directory, namespaces and network are made: what they
-        // leave if berthd dies first is found by the startup sweep (pod and netns directories, CNI
-        // records without a sandbox record); only the PID holder, a process nobody could find, waits
-        // for the record.
-        const claimed = clock.time('record', this.records.put(rec));
-        claimed.catch(() => undefined);
-        try {
-          // The network (the long pole: netns, then CNI ADD), the pod's directory with its files,
-          // namespaces and /dev/shm, and the PID holder do not depend on each other: set them up
-          // side by side, the network first so its process chain starts first. Each records what it
-          // made in `rec` as soon as it exists, so a rollback releases exactly that.
-          const steps = await Promise.allSettled([
-            (async () => {
-              if (hostNetwork) return;
-              // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
-              rec.netnsPath = join(this.config.state, 'netns', id);
-              // The CNI record is written while the netns is made; the plugins wait for both.
-              const netns = pooled ? Promise.resolve() : clock.time('netns', createNetns(rec.netnsPath, signal));
-              const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
-              throwMostTelling([made, added]);
-              if (added.status === 'fulfilled') rec.ips = added.value.ips;
-            })(),
-            (async () => {
-              await mkdir(dir, { recursive: true, mode: 0o711 });
-              if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
-              await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
-              // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
-              Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
-              const shm = join(dir, 'shm');
-              if (!hostIpc) await mkdir(shm, { mode: 0o1777 });
-              const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
-              await clock.time('pins+shm', pinNamespaces(rec, signal, hostIpc ? undefined : mountShm));
-            })(),
-            (async () => {
-              if ((nsOpts?.pid ?? 'POD') !== 'POD') return;
-              await claimed;
-              rec.pidHolder = await clock.time('pid-holder', startPidHolder(this.config.runtime.infraPath, signal));
-            })(),
-          ]);
-          throwMostTelling(steps);
-          await claimed;
-          rec.state = 'ready';
-          // Not fsynced: a power cut takes the pod's namespaces with it, and startup marks such a
-          // pod not ready, which is what the durable version written above already says.
-          await clock.time('record-ready', this.records.put(rec, { durable: false }));
-          this.log.debug({ sandbox: id, ms: clock.marks }, 'RunPodSandbox steps');
-          this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
-          return rec;
-        } catch (err) {
-          this.log.warn({ sandbox: id, err: errorMessage(err) }, 'pod sandbox failed to start; rolling back');
-          await this.release(rec, undefined, { force: true }).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
-          await rm(dir, { recursive: true, force: true });
-          await this.records.remove(id);
-          throw err;
-        }
-      });
-    } finally {
-      started();
-    }
+    return this.locks.run(id, async () => {
+      const dir = join(this.config.state, 'sandboxes', id);
+      const rec: SandboxRecord = {
+        id,
+        owner: opts.owner,
+        key,
+        config,
+        runtimeHandler: handler,
+        createdAt: Date.now() * 1e6,
+        state: 'notready',
+        hostNetwork,
+        hostIpc,
+        hostPid,
+        ips: [],
+        dir,
+        cgroupParent: config.linux?.cgroup_parent ?? '',
+      };
+      const clock = new StepClock();
+      // Claim the name before the first await so a concurrent run with the same name fails. The
+      // write (fsynced) goes on while the pod directory, namespaces and network are made: what they
+      // leave if berthd dies first is found by the startup sweep (pod and netns directories, CNI
+      // records without a sandbox record); only the PID holder, a process nobody could find, waits
+      // for the record.
+      const claimed = clock.time('record', this.records.put(rec));
+      claimed.catch(() => undefined);
+      try {
+        // The network (the long pole: netns, then CNI ADD), the pod's directory with its files,
+        // namespaces and /dev/shm, and the PID holder do not depend on each other: set them up
+        // side by side, the network first so its process chain starts first. Each records what it
+        // made in `rec` as soon as it exists, so a rollback releases exactly that.
+        const steps = await Promise.allSettled([
+          (async () => {
+            if (hostNetwork) return;
+            // One shared directory for every pod's netns pin (see network/netns.ts), not the pod's own.
+            rec.netnsPath = join(this.config.state, 'netns', id);
+            // The CNI record is written while the netns is made; the plugins wait for both.
+            const netns = pooled ? Promise.resolve() : clock.time('netns', createNetns(rec.netnsPath, signal));
+            const [made, added] = await Promise.allSettled([netns, clock.time('cni-add', this.net.setUp(this.networkRequest(rec), signal, netns))]);
+            throwMostTelling([made, added]);
+            if (added.status === 'fulfilled') rec.ips = added.value.ips;
+          })(),
+          (async () => {
+            await mkdir(dir, { recursive: true, mode: 0o711 });
+            if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
+            await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
+            // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
+            Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
+            const shm = join(dir, 'shm');
+            if (!hostIpc) await mkdir(shm, { mode: 0o1777 });
+            const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
+            await clock.time('pins+shm', pinNamespaces(rec, signal, hostIpc ? undefined : mountShm));
+          })(),
+          (async () => {
+            if ((nsOpts?.pid ?? 'POD') !== 'POD') return;
+            await claimed;
+            rec.pidHolder = await clock.time('pid-holder', startPidHolder(this.config.runtime.infraPath, signal));
+          })(),
+        ]);
+        throwMostTelling(steps);
+        await claimed;
+        rec.state = 'ready';
+        // Not fsynced: a power cut takes the pod's namespaces with it, and startup marks such a
+        // pod not ready, which is what the durable version written above already says.
+        await clock.time('record-ready', this.records.put(rec, { durable: false }));
+        this.log.debug({ sandbox: id, ms: clock.marks }, 'RunPodSandbox steps');
+        this.log.info({ sandbox: id, name: key, ips: rec.ips }, 'pod sandbox ready');
+        return rec;
+      } catch (err) {
+        this.log.warn({ sandbox: id, err: errorMessage(err) }, 'pod sandbox failed to start; rolling back');
+        await this.release(rec, undefined, { force: true }).catch((e: unknown) => this.log.error({ sandbox: id, err: errorMessage(e) }, 'rollback of a failed sandbox left something behind'));
+        await rm(dir, { recursive: true, force: true });
+        await this.records.remove(id);
+        throw err;
+      }
+    }).finally(started);
   }
 
   private networkRequest(sb: SandboxRecord): PodNetworkRequest {

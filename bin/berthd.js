@@ -26,10 +26,7 @@ if (!process.env.NODE_COMPILE_CACHE) {
 // them (execve: same pid, same stdio, nothing left behind). BERTHD_NODE_FLAGS overrides the flags.
 const TUNED_FLAGS = (process.env.BERTHD_NODE_FLAGS ?? '--max-semi-space-size=1 --v8-pool-size=1 --expose-gc').split(' ').filter(Boolean);
 if (process.env.BERTHD_TUNED !== '1' && typeof process.execve === 'function') {
-  const { fileURLToPath } = await import('node:url');
-  const script = fileURLToPath(import.meta.url);
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...TUNED_FLAGS, script, ...process.argv.slice(2)], {
-    ...process.env,
+  await reexec(TUNED_FLAGS, {
     BERTHD_TUNED: '1',
     MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
     MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '16384',
@@ -49,8 +46,14 @@ const cacheOn = cache?.status === constants.compileCacheStatus?.ENABLED || cache
 const stripped = process.moduleLoadList?.includes('NativeModule internal/deps/amaro/dist/index');
 if (cacheOn && stripped && process.env.BERTHD_TUNED === '1' && process.env.BERTHD_WARM !== '1' && typeof process.execve === 'function') {
   flushCompileCache();
-  const { fileURLToPath } = await import('node:url');
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { ...process.env, BERTHD_WARM: '1' });
+  await reexec([], { BERTHD_WARM: '1' });
 }
 // Exit explicitly: idle keep-alive sockets to registries must not hold a stopped daemon open.
 process.exit(await main(process.argv.slice(2)));
+
+/** Replaces this process with node running this script again, with more flags and environment. */
+async function reexec(nodeFlags, env) {
+  const { fileURLToPath } = await import('node:url');
+  const argv = [process.execPath, ...process.execArgv, ...nodeFlags, fileURLToPath(import.meta.url), ...process.argv.slice(2)];
+  process.execve(process.execPath, argv, { ...process.env, ...env });
+}

@@ -152,6 +152,9 @@ export class Puller {
     const source: Readable = haveBlob
       ? await content.createReadStream(layer.digest)
       : (await registry.fetchBlob(ref, layer.digest, { auth, signal })).body;
+    // Whoever reads `source` reports its errors; until then (the snapshot's temp dir is being made)
+    // this keeps a cancel below from being an uncaught exception that ends the daemon.
+    source.on('error', () => undefined);
     // Every pull that wanted this layer has gone: stop reading, which fails the unpack and cleans up.
     const stop = (): void => {
       source.destroy(signal.reason instanceof Error ? signal.reason : new BerthError('cancelled', 'layer no longer wanted'));

@@ -1,6 +1,6 @@
 // The pull pipeline: resolve a reference to one manifest for our platform, fetch the config, then
 // fetch and unpack every layer at once. Each layer is one streamed pass:
-//   registry → tee(content store) → decompress → verify diff ID → untar into a snapshot
+//   registry (or a p2p peer, src/p2p/) → tee(content store) → decompress → verify diff ID → untar into a snapshot
 // so nothing is buffered, the compressed blob is kept for later pushes, and layers need no parent
 // to unpack (overlay whiteouts are plain char devices), which is what lets them run in parallel.
 import type { Readable } from 'node:stream';

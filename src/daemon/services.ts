@@ -1,7 +1,7 @@
 // The daemon's services in the order they start (and the reverse order they stop): stores and the
-// image service, the p2p server (when `[p2p] listen` is set), pod networking, pod sandboxes, containers (whose init recovers what ran while
-// berthd was down), the streaming server (exec/attach/port-forward URLs), and last the CRI server
-// that exposes them.
+// image service, the p2p server (when `[p2p] listen` is set), pod networking, pod sandboxes,
+// containers (whose init recovers what ran while berthd was down), the streaming server
+// (exec/attach/port-forward URLs), and last the CRI server that exposes them.
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
 import { ImageService } from '../image/service.ts';

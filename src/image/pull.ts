@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.ts';
 import type { SnapshotStore } from '../snapshot/store.ts';
-import type { FetchedManifest, RegistryClient } from './registry/client.ts';
+import type { RegistryClient } from './registry/client.ts';
 import type { PullAuth } from './registry/config.ts';
 import { selectPlatform, type Platform } from './registry/platform.ts';
 import { formatName, manifestReference, type ImageRef } from './reference.ts';
@@ -22,7 +22,6 @@ import { INLINE_MAX, type UnpackPool } from '../snapshot/unpack-pool.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { SharedWork } from '../util/shared-work.ts';
 import { errorMessage } from '../util/errors.ts';
-import { isDigest } from '../util/digest.ts';
 import type { PeerFetcher } from '../p2p/fetch.ts';
 
 export interface PullerDeps {
@@ -34,7 +33,10 @@ export interface PullerDeps {
   maxConcurrentDownloads: number;
   /** Worker threads that decompress, verify and write layer files. */
   unpackers: UnpackPool;
-  /** Other nodes asked first for blobs and manifests by digest (p2p on); absent: the registry only. */
+  /**
+   * Other nodes asked first for blobs (p2p on); absent: the registry only. Manifests always come
+   * from the registry: fetching them is where it checks this node's credentials for the image.
+   */
   peers?: PeerFetcher;
 }
 
@@ -60,15 +62,15 @@ export class Puller {
    * `signal` aborts the pull; layer work other pulls still wait for goes on without it.
    */
   async pull(ref: ImageRef, auth: PullAuth | undefined, signal?: AbortSignal): Promise<ImageRecord> {
-    const { content, log } = this.deps;
+    const { registry, content, log } = this.deps;
     const name = formatName(ref);
-    let top = await this.manifest(ref, manifestReference(ref), auth, signal);
+    let top = await registry.getManifest(ref, manifestReference(ref), { auth, signal });
     let indexDigest: string | undefined;
     if (isIndexMediaType(top.mediaType)) {
       await content.put(top.digest, top.bytes);
       indexDigest = top.digest;
       const chosen = selectPlatform(parseJson(top.bytes, name, 'manifest list'), this.deps.platform, name);
-      top = await this.manifest(ref, chosen.digest, auth, signal);
+      top = await registry.getManifest(ref, chosen.digest, { auth, signal });
     }
     const manifest = parseManifest(top.bytes, top.mediaType, name);
     await content.put(top.digest, top.bytes);
@@ -113,19 +115,6 @@ export class Puller {
       user: userOf(config),
       createdAt: new Date().toISOString(),
     };
-  }
-
-  /**
-   * A manifest by tag from the registry (a peer's tag may be stale); by digest from a peer first when
-   * p2p is on (the fetcher checks the bytes against the digest), else from the registry.
-   */
-  private async manifest(ref: ImageRef, reference: string, auth: PullAuth | undefined, signal: AbortSignal | undefined): Promise<FetchedManifest> {
-    const { peers, registry } = this.deps;
-    if (peers?.hasPeers && isDigest(reference)) {
-      const got = await peers.manifest(ref.path, reference, signal);
-      if (got) return { ...got, digest: reference, size: got.bytes.length };
-    }
-    return registry.getManifest(ref, reference, { auth, signal });
   }
 
   /**

@@ -86,7 +86,7 @@ export class ImageService {
   private heapTimer: NodeJS.Timeout | undefined;
   private readonly peers: PeerFetcher | undefined;
 
-  /** `peers`: other nodes asked first for blobs and manifests by digest (p2p on). */
+  /** `peers`: other nodes asked first for blobs (p2p on). */
   constructor(config: ImageServiceConfig, log: Logger, peers?: PeerFetcher) {
     this.config = config;
     this.log = log;

@@ -1,13 +1,11 @@
-// The puller's side of p2p: asks up to two peers, in random order, for a blob or a manifest by
-// digest before the registry is asked. A peer gets a short deadline to answer; any failure is only
+// The puller's side of p2p: asks up to two peers, in random order, for a blob before the registry
+// is asked. A peer gets a short deadline to answer; any failure is only
 // logged at debug level, and the caller then goes to the registry. Peers are not trusted: what they
 // send is verified against the digest by the same code that verifies registry downloads.
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { HttpTransport, discard, readBody } from '../image/registry/http.ts';
-import { detectManifestMediaType, MANIFEST_ACCEPT } from '../image/registry/media-types.ts';
-import { sha256 } from '../util/digest.ts';
+import { HttpTransport, discard } from '../image/registry/http.ts';
 import { errorMessage } from '../util/errors.ts';
 import { formatPeer, type Peer, type PeerSet } from './peers.ts';
 
@@ -15,7 +13,6 @@ import { formatPeer, type Peer, type PeerSet } from './peers.ts';
 const PEERS_PER_REQUEST = 2;
 /** A paused consumer (the unpacker) counts as silence, so the body gets the registry client's allowance, not the connect deadline. */
 const BODY_IDLE_MS = 120_000;
-const MAX_MANIFEST_BYTES = 4 << 20;
 
 export interface PeerFetcherOptions {
   peers: PeerSet;
@@ -54,15 +51,6 @@ export class PeerFetcher {
     });
   }
 
-  /** Manifest `digest` from a peer, checked against the digest here (it is small), or undefined. */
-  async manifest(repo: string, digest: string, signal: AbortSignal | undefined): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
-    return this.#first(`/v2/${repo}/manifests/${digest}`, signal, async (res) => {
-      const bytes = await readBody(res, MAX_MANIFEST_BYTES);
-      if (sha256(bytes) !== digest) throw new Error(`served a manifest whose digest is ${sha256(bytes)}`);
-      return { bytes, mediaType: detectManifestMediaType(res.headers['content-type'], bytes, `manifest ${digest}`) };
-    });
-  }
-
   close(): void {
     this.#http.close();
   }
@@ -75,7 +63,6 @@ export class PeerFetcher {
         const res = await this.#http.send({
           url: peerUrl(p, path),
           method: 'GET',
-          headers: path.includes('/manifests/') ? { accept: MANIFEST_ACCEPT } : {},
           timeoutMs: this.#o.timeoutMs,
           bodyIdleTimeoutMs: BODY_IDLE_MS,
           signal,

@@ -1,14 +1,13 @@
-// The p2p server: the read-only part of the OCI distribution API that other nodes pull from —
-// `GET /v2/`, `GET|HEAD /v2/<name>/blobs/<digest>` and `/v2/<name>/manifests/<digest>` — served
-// from the local content store over plain HTTP. Digests only: a tag here may be stale, so peers
-// resolve tags at the registry. Only current peers (and loopback) are answered. Loaded only when
-// `[p2p] listen` is set, so a node without p2p carries none of it.
+// The p2p server: the read-only part of the OCI distribution API that other nodes pull blobs from —
+// `GET /v2/` and `GET|HEAD /v2/<name>/blobs/<digest>` — served from the local content store over
+// plain HTTP. No manifests: a puller fetches those from the registry, which checks its credentials,
+// and learns from them the digests it may then ask peers for. Only current peers (and loopback) are
+// answered. Loaded only when `[p2p] listen` is set, so a node without p2p carries none of it.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../content/store.ts';
-import { detectManifestMediaType } from '../image/registry/media-types.ts';
 import { isDigest } from '../util/digest.ts';
 import { errorMessage } from '../util/errors.ts';
 import { formatPeer, plainAddress, type Peer, type PeerSet } from './peers.ts';
@@ -18,13 +17,10 @@ const http = process.getBuiltinModule('node:http');
 
 /** Requests one client may have in flight; more get 429 and the puller moves on to another source. */
 const PER_CLIENT_REQUESTS = 8;
-/** Manifests are small (the registry client refuses over 4 MiB); a bigger blob asked as a manifest is not one. */
-const MAX_MANIFEST_BYTES = 4 << 20;
 /** A reader silent this long (gone, or stuck) loses its connection. */
 const SOCKET_IDLE_MS = 120_000;
 /** Repository names as the distribution spec shapes them; the store is one for all, but a bad name is a bad request. */
 const NAME_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const ROUTE_RE = /^\/v2\/(.+)\/(blobs|manifests)\/([^/]+)$/;
 
 export interface P2pServerOptions {
@@ -84,17 +80,12 @@ export async function startP2pServer(o: P2pServerOptions): Promise<P2pServer> {
       return;
     }
     const m = ROUTE_RE.exec(path);
-    if (!m) throw new HttpError(404, 'NOT_FOUND', `no such endpoint ${path}: peers serve /v2/<name>/blobs/<digest> and /v2/<name>/manifests/<digest>`);
+    if (!m) throw new HttpError(404, 'NOT_FOUND', `no such endpoint ${path}: peers serve /v2/<name>/blobs/<digest>`);
     const [, name = '', kind, reference = ''] = m;
     if (!NAME_RE.test(name)) throw new HttpError(400, 'NAME_INVALID', `repository name ${JSON.stringify(name)} is not valid`);
-    if (!isDigest(reference)) {
-      if (kind === 'manifests' && TAG_RE.test(reference)) {
-        throw new HttpError(404, 'MANIFEST_UNKNOWN', `tag ${reference}: peers serve manifests by digest only; resolve tags at the registry`);
-      }
-      throw new HttpError(400, 'DIGEST_INVALID', `${JSON.stringify(reference)} is not a sha256 digest (sha256:<64 lowercase hex>)`);
-    }
-    if (kind === 'blobs') await serveBlob(req, res, reference);
-    else await serveManifest(req, res, reference);
+    if (kind === 'manifests') throw new HttpError(404, 'MANIFEST_UNKNOWN', `manifest ${reference}: peers serve blobs only; fetch manifests from the registry`);
+    if (!isDigest(reference)) throw new HttpError(400, 'DIGEST_INVALID', `${JSON.stringify(reference)} is not a sha256 digest (sha256:<64 lowercase hex>)`);
+    await serveBlob(req, res, reference);
   }
 
   async function serveBlob(req: IncomingMessage, res: ServerResponse, digest: string): Promise<void> {
@@ -114,22 +105,6 @@ export async function startP2pServer(o: P2pServerOptions): Promise<P2pServer> {
     res.writeHead(200, headers);
     // Streamed from disk with back-pressure: a blob is never held in memory.
     await pipeline(body, res);
-  }
-
-  async function serveManifest(req: IncomingMessage, res: ServerResponse, digest: string): Promise<void> {
-    const unknown = new HttpError(404, 'MANIFEST_UNKNOWN', `manifest ${digest} is not on this node`);
-    const size = await o.content.size(digest);
-    if (size === undefined || size > MAX_MANIFEST_BYTES) throw unknown;
-    let bytes: Buffer;
-    let mediaType: string;
-    try {
-      bytes = await o.content.readBuffer(digest);
-      // Manifests are stored as plain blobs; the media type is in the bytes (a config or a layer is no manifest).
-      mediaType = detectManifestMediaType(undefined, bytes, `blob ${digest}`);
-    } catch {
-      throw unknown;
-    }
-    send(res, req, 200, { 'content-type': mediaType, 'content-length': String(bytes.length), 'docker-content-digest': digest }, bytes);
   }
 
   const sockets = new Set<Socket>();

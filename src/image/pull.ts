@@ -188,6 +188,9 @@ export class Puller {
   /** Unpacks the layer from `source`, storing the blob on the way when `store` (it was fetched). */
   private async unpackFrom(ref: ImageRef, layer: LayerRecord, parent: string | null, source: Readable, store: boolean, signal: AbortSignal): Promise<void> {
     const { content, snapshots } = this.deps;
+    // Whoever reads `source` reports its errors; until then (the snapshot's temp dir is being made)
+    // this keeps a cancel below from being an uncaught exception that ends the daemon.
+    source.on('error', () => undefined);
     // Every pull that wanted this layer has gone: stop reading, which fails the unpack and cleans up.
     const stop = (): void => {
       source.destroy(signal.reason instanceof Error ? signal.reason : new BerthError('cancelled', 'layer no longer wanted'));

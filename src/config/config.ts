@@ -89,7 +89,7 @@ export function shownConfig(c: BerthConfig): object {
     socket: c.socket,
     logLevel: c.logLevel,
     cgroupDriver: c.cgroupDriver,
-    image: { platform: c.image.platform, maxConcurrentDownloads: c.image.maxConcurrentDownloads, pullAttempts: c.image.pullAttempts },
+    image: { platform: c.image.platform, maxConcurrentDownloads: c.image.maxConcurrentDownloads, pullAttempts: c.image.pullAttempts, syncLayers: c.image.syncLayers },
     registry: {
       plainHttpHosts: c.registry.plainHttpHosts,
       hosts: Object.fromEntries(
@@ -135,7 +135,7 @@ export function defaultConfig(): BerthConfig {
     socket: '/run/berth/berth.sock',
     logLevel: 'info',
     cgroupDriver: 'cgroupfs',
-    image: { platform: formatPlatform(hostPlatform()), maxConcurrentDownloads: 4, pullAttempts: 4 },
+    image: { platform: formatPlatform(hostPlatform()), maxConcurrentDownloads: 4, pullAttempts: 4, syncLayers: false },
     registry: { plainHttpHosts: [...DEFAULT_PLAIN_HTTP_HOSTS], hosts: {} },
     runtime: {
       defaultHandler: 'runc',
@@ -285,6 +285,7 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     }
     cfg.image.maxConcurrentDownloads = image.int('max_concurrent_downloads', 1, 64) ?? cfg.image.maxConcurrentDownloads;
     cfg.image.pullAttempts = image.int('pull_attempts', 1, 20) ?? cfg.image.pullAttempts;
+    cfg.image.syncLayers = image.bool('sync_layers') ?? cfg.image.syncLayers;
     image.done();
   }
 

@@ -58,6 +58,8 @@ export interface ImageServiceConfig {
     maxConcurrentDownloads: number;
     /** Attempts per registry request on 5xx or a reset connection. */
     pullAttempts: number;
+    /** Flush each unpacked layer's files to disk before the layer is published (survives a power cut). */
+    syncLayers: boolean;
   };
   registry: RegistryConfig;
 }
@@ -94,7 +96,7 @@ export class ImageService {
     this.leases = new LeaseStore(join(config.root, 'metadata', 'leases'));
     this.pins = new PinStore(join(config.root, 'metadata', 'pins'));
     this.content = new ContentStore(join(config.root, 'content'));
-    this.snapshots = new SnapshotStore(join(config.root, 'snapshots'));
+    this.snapshots = new SnapshotStore(join(config.root, 'snapshots'), { syncData: config.image.syncLayers });
     this.registry = new RegistryClient({
       config: config.registry,
       retry: { attempts: config.image.pullAttempts },

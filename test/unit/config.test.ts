@@ -19,6 +19,7 @@ cgroup_driver = "systemd"
 [image]
 platform = "linux/arm64/v8"
 max_concurrent_downloads = 2
+sync_layers = true
 [registry]
 plain_http = ["localhost", "registry.lan:5000"]
 [registry.hosts."docker.io"]
@@ -40,6 +41,7 @@ path = "/opt/kata/bin/kata-runtime"
   assert.equal(cfg.cgroupDriver, 'systemd');
   assert.equal(cfg.image.platform, 'linux/arm64/v8');
   assert.equal(cfg.image.maxConcurrentDownloads, 2);
+  assert.equal(cfg.image.syncLayers, true);
   assert.deepEqual(cfg.registry.plainHttpHosts, ['localhost', 'registry.lan:5000']);
   assert.deepEqual(cfg.registry.hosts['docker.io']?.mirrors, ['http://localhost:5000', 'https://mirror.example.com']);
   assert.equal(cfg.registry.hosts['registry.k8s.io']?.skipUpstream, true);

@@ -61,16 +61,25 @@ function unpack(store: SnapshotStore, chainId: string, parent: string | null, di
   });
 }
 
-async function newStore(t: TestContext): Promise<{ root: string; store: SnapshotStore }> {
+async function newStore(t: TestContext, options: { syncData?: boolean } = {}): Promise<{ root: string; store: SnapshotStore }> {
   const base = await mkdtemp(join(tmpdir(), 'berth-snapshots-'));
   t.after(() => rm(base, { recursive: true, force: true }));
   const root = join(base, 'snapshots');
-  const store = new SnapshotStore(root);
+  const store = new SnapshotStore(root, options);
   await store.cleanup();
   return { root, store };
 }
 
 const entriesOf = async (root: string): Promise<string[]> => (await readdir(root)).sort();
+
+test('with syncData ([image] sync_layers) a layer is flushed, then published the same way', ROOT_ONLY, async (t) => {
+  const { root, store } = await newStore(t, { syncData: true });
+  const l = await layer([{ name: 'etc/hostname', data: 'synced\n' }]);
+  const [id] = chainIds([l.diffId]) as [string];
+  await unpack(store, id, null, l.diffId, Readable.from([l.tar]));
+  assert.deepEqual(await entriesOf(root), [digestHex(id)], 'no temp dirs left');
+  assert.equal(await readFile(join(store.fsPath(id), 'etc/hostname'), 'utf8'), 'synced\n');
+});
 
 test('unpack appears atomically under the chain ID with its info', ROOT_ONLY, async (t) => {
   const { root, store } = await newStore(t);

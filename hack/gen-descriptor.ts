@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { CODEC_SCALARS, type Descriptor, type FieldDesc } from '../src/cri/codec.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-const PROTOS = ['proto/runtime/v1/api.proto', 'proto/berth/v1/pins.proto', 'proto/berth/v1/node.proto'];
+const PROTOS = ['proto/runtime/v1/api.proto', 'proto/berth/v1/pins.proto', 'proto/berth/v1/node.proto', 'proto/berth/v1/peers.proto'];
 
 const root = new protobuf.Root();
 root.loadSync(PROTOS.map((p) => REPO + p), { keepCase: true });

@@ -2,7 +2,7 @@
 # Regenerates the TypeScript shapes of berth's gRPC messages with @grpc/proto-loader's generator,
 # using the options the daemon loads the protos with (src/cri/proto.ts):
 #   cri    proto/runtime/v1/api.proto  → src/cri/gen/        (every CRI message)
-#   berth  proto/berth/v1/*.proto      → src/cri/gen-berth/  (berth's own API: pins, node)
+#   berth  proto/berth/v1/*.proto      → src/cri/gen-berth/  (berth's own API: pins, node, peers)
 # and the descriptor the daemon and client encode with (src/cri/codec.ts), from both:
 #   descriptor                         → src/cri/descriptor.json (hack/gen-descriptor.ts)
 # Relative imports get their .ts extension, as NodeNext resolution wants.
@@ -31,11 +31,11 @@ gen() { # gen <source named in the header> <out-dir> <proto>...
 
 case "${1:-all}" in
   cri) gen proto/runtime/v1/api.proto "${2:-src/cri/gen}" proto/runtime/v1/api.proto ;;
-  berth) gen proto/berth/v1/ "${2:-src/cri/gen-berth}" proto/berth/v1/pins.proto proto/berth/v1/node.proto ;;
+  berth) gen proto/berth/v1/ "${2:-src/cri/gen-berth}" proto/berth/v1/pins.proto proto/berth/v1/node.proto proto/berth/v1/peers.proto ;;
   descriptor) node hack/gen-descriptor.ts >"${2:-src/cri/descriptor.json}.tmp" && mv "${2:-src/cri/descriptor.json}.tmp" "${2:-src/cri/descriptor.json}" ;;
   all)
     gen proto/runtime/v1/api.proto src/cri/gen proto/runtime/v1/api.proto
-    gen proto/berth/v1/ src/cri/gen-berth proto/berth/v1/pins.proto proto/berth/v1/node.proto
+    gen proto/berth/v1/ src/cri/gen-berth proto/berth/v1/pins.proto proto/berth/v1/node.proto proto/berth/v1/peers.proto
     bash "$0" descriptor
     ;;
   *) echo "usage: hack/gen-types.sh [cri|berth|descriptor [out]]" >&2; exit 2 ;;

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # runc/crun/conmon/CNI: the runtime berth drives; catatonit holds a pod's shared PID namespace.
-# attr: setfattr for layer xattrs.
+# attr: setfattr for layer xattrs. e2fsprogs: chattr, to spread snapshots over block groups.
 # docker-registry, busybox-static, openssl: the tests' registry, images and TLS certificates.
-PACKAGES=(ca-certificates runc crun conmon catatonit containernetworking-plugins iproute2 iptables attr
+PACKAGES=(ca-certificates runc crun conmon catatonit containernetworking-plugins iproute2 iptables attr e2fsprogs
   docker-registry busybox-static openssl perl)
 [ "${BERTH_BENCH:-}" = 1 ] && PACKAGES+=(containerd)
 

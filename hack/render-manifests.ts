@@ -338,12 +338,32 @@ function admissionPolicy(ns: string): Obj[] {
 }
 
 function configMap(o: RenderOptions): Obj {
-  // p2p: nodes serve their content to each other as a registry mirror. berthd does not serve it
-  // yet, so rendering with --p2p only points pulls at the node-local mirror port first; a mirror
-  // that does not answer hands over to the upstream registry.
+  // p2p: berthd serves its content to the other nodes on this port (every address: the peers'
+  // source addresses are checked against the peer list the node agent keeps) and asks them first.
   const head = '# Written by the installer to /etc/berth/config.toml when that file is absent.\n';
-  const toml = o.p2p.enabled ? `${head}[registry.hosts."docker.io"]\nmirrors = ["http://127.0.0.1:${o.p2p.port}"]\n` : head;
+  const toml = o.p2p.enabled ? `${head}[p2p]\nlisten = "0.0.0.0:${o.p2p.port}"\n` : head;
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'berth-config', namespace: o.namespace, labels: { [APP]: 'berth' } }, data: { 'config.toml': toml } };
+}
+
+/** The headless Service whose DNS name the node agents resolve to find their p2p peers. */
+export const P2P_SERVICE = 'berth-p2p';
+
+/**
+ * Headless: its name resolves to the addresses of the ready berth-node pods, which run with
+ * hostNetwork, so they are the nodes' own addresses, where berthd's p2p server listens. Not-ready
+ * pods (berthd not answering CRI Status) are left out, so a broken node is no one's peer.
+ */
+function p2pService(o: RenderOptions): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: P2P_SERVICE, namespace: o.namespace, labels: { [APP]: 'berth' } },
+    spec: {
+      clusterIP: 'None',
+      selector: { [APP]: 'berth-node' },
+      ports: [{ name: 'p2p', port: o.p2p.port, targetPort: o.p2p.port, protocol: 'TCP' }],
+    },
+  };
 }
 
 /** Where the berth image (hack/build-image.ts) keeps Node and the bundles. */
@@ -380,7 +400,11 @@ function daemonSet(o: RenderOptions, uninstall: boolean): Obj {
   const agent = {
     name: 'node-agent',
     image: o.image,
-    command: [IMAGE_NODE, ...AGENT_NODE_FLAGS, IMAGE_BUNDLE, '--role', 'node-agent', '--node-name', '$(NODE_NAME)', '--socket', '/run/berth/berth.sock', '--health-addr', `127.0.0.1:${HEALTH_PORT}`],
+    command: [
+      IMAGE_NODE, ...AGENT_NODE_FLAGS, IMAGE_BUNDLE, '--role', 'node-agent', '--node-name', '$(NODE_NAME)', '--socket', '/run/berth/berth.sock', '--health-addr', `127.0.0.1:${HEALTH_PORT}`,
+      // The agent resolves the headless Service (dnsPolicy ClusterFirstWithHostNet) and pushes the peers to berthd.
+      ...(o.p2p.enabled ? ['--p2p-peers', `${P2P_SERVICE}.${o.namespace}.svc`, '--p2p-port', String(o.p2p.port)] : []),
+    ],
     env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
     securityContext: {
       privileged: false,
@@ -530,7 +554,7 @@ export function render(o: RenderOptions = DEFAULTS): Map<string, Obj[]> {
     ['10-crds.yaml', [imagePrefetchCrd(), berthNodeCrd()]],
     ['20-rbac.yaml', rbac(ns)],
     ['30-admission-policy.yaml', admissionPolicy(ns)],
-    ['40-daemonset.yaml', [configMap(o), daemonSet(o, false)]],
+    ['40-daemonset.yaml', [configMap(o), daemonSet(o, false), ...(o.p2p.enabled ? [p2pService(o)] : [])]],
     ['50-aggregator.yaml', [aggregator(o)]],
     ['60-runtimeclasses.yaml', runtimeClasses()],
     ['examples/imageprefetch.yaml', examples('default')],

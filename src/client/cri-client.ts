@@ -1,7 +1,7 @@
 // berth's own CRI client: promise-returning calls over the daemon's unix socket. Tests use it, and
 // so will the `berth` CLI, so it speaks exactly what a kubelet speaks.
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadBerthNode, loadBerthPins, loadCri } from '../cri/proto.ts';
+import { loadBerthNode, loadBerthPeers, loadBerthPins, loadCri } from '../cri/proto.ts';
 
 type Callback = (err: ServiceError | null, res: unknown) => void;
 type UnaryMethod = (req: unknown, md: Metadata, opts: { deadline: number }, cb: Callback) => { cancel(): void };
@@ -13,14 +13,15 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/** CRI's two services, and berth's own `berth.v1.Pins` and `berth.v1.Node` on the same socket. */
-export type ServiceName = 'runtime' | 'image' | 'pins' | 'node';
+/** CRI's two services, and berth's own `berth.v1.Pins`, `berth.v1.Node` and `berth.v1.Peers` on the same socket. */
+export type ServiceName = 'runtime' | 'image' | 'pins' | 'node' | 'peers';
 
 export class CriClient {
   readonly runtime: Client;
   readonly image: Client;
   readonly pins: Client;
   readonly node: Client;
+  readonly peers: Client;
 
   constructor(socketPath: string) {
     const { RuntimeService, ImageService } = loadCri();
@@ -29,6 +30,7 @@ export class CriClient {
     this.image = new ImageService(target, credentials.createInsecure());
     this.pins = new (loadBerthPins())(target, credentials.createInsecure());
     this.node = new (loadBerthNode())(target, credentials.createInsecure());
+    this.peers = new (loadBerthPeers())(target, credentials.createInsecure());
   }
 
   /** Calls a unary RPC by its proto name, e.g. `call('image', 'PullImage', {...})`. */
@@ -78,5 +80,6 @@ export class CriClient {
     this.image.close();
     this.pins.close();
     this.node.close();
+    this.peers.close();
   }
 }

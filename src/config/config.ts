@@ -9,7 +9,8 @@ import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
 import { formatPlatform, hostPlatform } from '../image/registry/platform.ts';
 import type { ImageServiceConfig } from '../image/service.ts';
 import { parseSubnets } from '../network/default-network.ts';
-import { errnoCode } from '../util/errors.ts';
+import { errnoCode, errorMessage } from '../util/errors.ts';
+import { parsePeer, type Peer } from '../p2p/peers.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export type CgroupDriverName = 'cgroupfs' | 'systemd';
@@ -55,6 +56,15 @@ export interface BerthConfig {
     tlsKey?: string;
     /** Seconds without traffic before a session is closed; 0 = never. */
     idleTimeout: number;
+  };
+  /** Serving this node's content to other nodes, and pulling blobs from them first. Off unless `listen` is set. */
+  p2p: {
+    /** Where the read-only registry API for peers listens (IP and port); undefined = p2p off. */
+    listen?: Peer;
+    /** Peers known without the node agent (`IP:PORT`); the agent's list (SetPeers) adds to them. */
+    peers: string[];
+    /** Longest wait for a peer to connect and answer with headers before the next source is tried (ms). */
+    peerTimeoutMs: number;
   };
   /** Host operations berthd runs for the node agent (berth.v1.Node): the kubelet switch. */
   node: {
@@ -112,6 +122,7 @@ export function shownConfig(c: BerthConfig): object {
     // What the node agent's kubelet switch runs on the host (berth.v1.Node): shown so an admin can
     // check from `crictl info` which unit launcher and berth-install a switch or revert would use.
     node: { systemdRun: c.node.systemdRun, installCommand: c.node.installCommand, switchTimeoutSeconds: c.node.switchTimeoutSeconds },
+    p2p: { listen: c.p2p.listen ? `${c.p2p.listen.host}:${c.p2p.listen.port}` : '', peers: c.p2p.peers, peerTimeoutMs: c.p2p.peerTimeoutMs },
   };
 }
 
@@ -141,6 +152,7 @@ export function defaultConfig(): BerthConfig {
       netnsPool: 4,
     },
     streaming: { address: '127.0.0.1', port: 0, idleTimeout: 4 * 3600 },
+    p2p: { peers: [], peerTimeoutMs: 2000 },
     node: {
       systemdRun: ['systemd-run'],
       installCommand: ['/opt/berth/current/bin/node', '/opt/berth/current/lib/berth-install.js'],
@@ -337,6 +349,16 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     }
   }
 
+  const p2p = top.subtable('p2p');
+  if (p2p) {
+    const listen = p2p.string('listen');
+    if (listen !== undefined) cfg.p2p.listen = listen === '' ? undefined : configPeer('p2p.listen', listen);
+    cfg.p2p.peers = p2p.strings('peers') ?? cfg.p2p.peers;
+    for (const peer of cfg.p2p.peers) configPeer('p2p.peers', peer);
+    cfg.p2p.peerTimeoutMs = p2p.int('peer_timeout_ms', 50, 60_000) ?? cfg.p2p.peerTimeoutMs;
+    p2p.done();
+  }
+
   const node = top.subtable('node');
   if (node) {
     cfg.node.systemdRun = node.strings('systemd_run') ?? cfg.node.systemdRun;
@@ -349,6 +371,14 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
   }
   top.done();
   return cfg;
+}
+
+function configPeer(key: string, text: string): Peer {
+  try {
+    return parsePeer(text);
+  } catch (err) {
+    throw new ConfigError(`${key}: ${errorMessage(err)}`);
+  }
 }
 
 export function parseConfigText(text: string, base = defaultConfig()): BerthConfig {

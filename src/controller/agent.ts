@@ -27,6 +27,7 @@ import { Prefetcher, setCondition } from './prefetcher.ts';
 import { jittered, sleep } from './backoff.ts';
 import { KubeletSwitch, type SwitchNode } from './kubelet-switch.ts';
 import { ChangeFlag } from './change-flag.ts';
+import { PeerPusher, type PeerPushOptions } from './peers.ts';
 
 interface Node extends SwitchNode {
   status?: SwitchNode['status'] & { runtimeHandlers?: { name: string }[] };
@@ -62,6 +63,8 @@ export interface AgentOptions {
   timeScale: number;
   /** How long the Node has, after the host's switch unit succeeded, to be Ready on berth (ms). */
   switchTimeoutMs: number;
+  /** p2p: keep berthd's peer list to the nodes these names resolve to; absent = p2p off. */
+  peers?: Omit<PeerPushOptions, 'cri' | 'log'>;
 }
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -73,6 +76,7 @@ export class NodeAgent {
   readonly #classes: Informer<RuntimeClass>;
   readonly #prefetcher: Prefetcher;
   readonly #switch: KubeletSwitch;
+  readonly #peers: PeerPusher | undefined;
   #runtime: RuntimeView = { reachable: false, ready: false, version: '', handlers: [], message: 'not asked yet' };
   #conditions: Condition[] = [];
   #berthNodeExists = false;
@@ -104,6 +108,7 @@ export class NodeAgent {
       },
       onNode: (n, basedOn) => this.#nodes.accept(n, basedOn),
     });
+    this.#peers = options.peers ? new PeerPusher({ ...options.peers, cri: options.cri, log: options.log }) : undefined;
     this.#prefetcher = new Prefetcher({ cri: options.cri, kube: options.kube, log: options.log, metrics: options.metrics, onChange: () => this.#kick(), timeScale: options.timeScale });
   }
 
@@ -114,6 +119,8 @@ export class NodeAgent {
 
   async run(signal: AbortSignal): Promise<void> {
     const tasks = [this.#nodes.run(signal), this.#prefetches.run(signal), this.#classes.run(signal), this.#pollRuntime(signal), this.#loop(signal)];
+    // Needs only DNS and berthd, never the API server: peers stay current through an API outage.
+    if (this.#peers) tasks.push(this.#peers.run(signal));
     await Promise.all(tasks);
     await this.#prefetcher.stop();
   }

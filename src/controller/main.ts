@@ -26,6 +26,11 @@ Flags:
   --health-addr HOST:PORT  /healthz and /readyz (default 127.0.0.1:9741; "" to disable)
   --metrics-addr HOST:PORT Prometheus /metrics (default off)
   --log-level LEVEL        trace, debug, info, warn, error (default info)
+  --p2p-peers NAMES        node agent, p2p on: comma-separated DNS names (the headless Service
+                           over the DaemonSet) whose addresses, minus this node's, are pushed to
+                           berthd as its peers (berth.v1.Peers/SetPeers); default off
+  --p2p-port N             the p2p port of berthd on every node (default 5050)
+  --p2p-interval-ms N      how often the names are resolved and the list pushed (default 30000)
 Tuning (defaults suit production; tests shrink them):
   --watch-timeout S-S      server timeoutSeconds range of each watch (default 300-600)
   --idle-timeout-ms N      drop a watch silent this long, above the bookmark period (default 150000)
@@ -78,6 +83,9 @@ export async function main(argv: string[]): Promise<number> {
         'switch-timeout-ms': { type: 'string' },
         'status-interval-ms': { type: 'string' },
         'time-scale': { type: 'string' },
+        'p2p-peers': { type: 'string' },
+        'p2p-port': { type: 'string' },
+        'p2p-interval-ms': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
       },
@@ -98,6 +106,7 @@ export async function main(argv: string[]): Promise<number> {
   let timing: WatchTiming;
   let health: { host: string; port: number } | undefined;
   let metricsAddr: { host: string; port: number } | undefined;
+  let peers: { names: string[]; port: number; intervalMs: number } | undefined;
   try {
     if (role !== 'node-agent' && role !== 'aggregator') throw new Error('--role must be node-agent or aggregator');
     if (role === 'node-agent' && !values['node-name']) throw new Error('--node-name is required for the node agent (the DaemonSet passes spec.nodeName)');
@@ -111,6 +120,13 @@ export async function main(argv: string[]): Promise<number> {
     };
     health = values['health-addr'] ? parseAddr(values['health-addr'], '--health-addr') : undefined;
     metricsAddr = values['metrics-addr'] ? parseAddr(values['metrics-addr'], '--metrics-addr') : undefined;
+    if (values['p2p-peers'] !== undefined) {
+      const names = values['p2p-peers'].split(',').map((n) => n.trim()).filter(Boolean);
+      if (names.length === 0) throw new Error('--p2p-peers must name at least one DNS name (the headless Service over the berth DaemonSet)');
+      const port = num(values['p2p-port'], '--p2p-port', 5050);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--p2p-port must be a port number (1-65535), got ${JSON.stringify(values['p2p-port'])}`);
+      peers = { names, port, intervalMs: Math.max(100, num(values['p2p-interval-ms'], '--p2p-interval-ms', 30_000)) };
+    }
   } catch (err) {
     process.stderr.write(`berth-controller: ${(err as Error).message}\n`);
     return 2;
@@ -145,6 +161,7 @@ export async function main(argv: string[]): Promise<number> {
         pinOwner: 'node-agent',
         timeScale: num(values['time-scale'], '--time-scale', 1),
         switchTimeoutMs: num(values['switch-timeout-ms'], '--switch-timeout-ms', 600_000),
+        peers,
       });
       ready = () => agent.runtimeReady();
       work = agent.run(ac.signal);

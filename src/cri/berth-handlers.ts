@@ -4,8 +4,10 @@ import { setPins } from './set-pins.ts';
 import { listPins } from './list-pins.ts';
 import { switchKubelet } from './switch-kubelet.ts';
 import { switchStatus } from './switch-status.ts';
+import { setPeers } from './set-peers.ts';
+import { listPeers } from './list-peers.ts';
 
-export const BERTH_HANDLERS: Record<'Pins' | 'Node', Record<string, AnyHandler>> = {
+export const BERTH_HANDLERS: Record<'Pins' | 'Node' | 'Peers', Record<string, AnyHandler>> = {
   Pins: {
     SetPins: unary(setPins),
     ListPins: unary(listPins),
@@ -13,5 +15,9 @@ export const BERTH_HANDLERS: Record<'Pins' | 'Node', Record<string, AnyHandler>>
   Node: {
     SwitchKubelet: unary(switchKubelet),
     SwitchStatus: unary(switchStatus),
+  },
+  Peers: {
+    SetPeers: unary(setPeers),
+    ListPeers: unary(listPeers),
   },
 };

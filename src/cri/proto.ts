@@ -56,3 +56,8 @@ export function loadBerthPins(): ServiceClientConstructor {
 export function loadBerthNode(): ServiceClientConstructor {
   return loadService('berth.v1.Node');
 }
+
+/** berth's own `berth.v1.Peers` service (proto/berth/v1/peers.proto): the node's p2p peers. */
+export function loadBerthPeers(): ServiceClientConstructor {
+  return loadService('berth.v1.Peers');
+}

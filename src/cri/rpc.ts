@@ -8,6 +8,7 @@ import type { PodNetwork } from '../network/cni.ts';
 import type { SandboxService } from '../sandbox/service.ts';
 import type { ContainerService } from '../container/service.ts';
 import type { KubeletSwitcher } from '../hostops/kubelet-switch.ts';
+import type { PeerSet } from '../p2p/peers.ts';
 
 /** What a handler may use: the daemon's services, never gRPC objects. */
 export interface CriContext {
@@ -22,6 +23,8 @@ export interface CriContext {
   containers: ContainerService;
   /** Runs the kubelet switch / revert in a host unit for the node agent (berth.v1.Node). */
   kubelet: KubeletSwitcher;
+  /** The p2p peers (berth.v1.Peers); undefined when `[p2p] listen` is not set. */
+  peers: PeerSet | undefined;
 }
 
 /**

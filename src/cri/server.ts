@@ -1,4 +1,4 @@
-// The gRPC server: registers every RPC of RuntimeService and ImageService, and berth's own Pins and Node
+// The gRPC server: registers every RPC of RuntimeService and ImageService, and berth's own Pins, Node and Peers
 // services, on one unix socket.
 // RPCs with a handler run it under a wrapper that maps thrown errors to statuses and logs; every
 // other RPC answers UNIMPLEMENTED naming itself, so a kubelet gets a clear answer, never a hang.
@@ -15,7 +15,7 @@ import {
 } from '@grpc/grpc-js';
 import { createServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { loadBerthNode, loadBerthPins, loadCri } from './proto.ts';
+import { loadBerthNode, loadBerthPeers, loadBerthPins, loadCri } from './proto.ts';
 import { AuthorityRewriter } from './authority-rewriter.ts';
 import { toStatus } from './errors.ts';
 import { BerthError } from '../util/errors.ts';
@@ -162,6 +162,7 @@ export async function startCriServer(socketPath: string, ctx: CriContext): Promi
   // berth's own services (proto/berth/v1/) share the socket and the handler wrapper.
   server.addService(...implement('berth.v1.Pins', loadBerthPins().service, BERTH_HANDLERS.Pins, ctx, live));
   server.addService(...implement('berth.v1.Node', loadBerthNode().service, BERTH_HANDLERS.Node, ctx, live));
+  server.addService(...implement('berth.v1.Peers', loadBerthPeers().service, BERTH_HANDLERS.Peers, ctx, live));
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const connections = new Set<Socket>();
   const listener = createServer((socket) => {

@@ -1,6 +1,6 @@
 // The pull pipeline: resolve a reference to one manifest for our platform, fetch the config, then
 // fetch and unpack every layer at once. Each layer is one streamed pass:
-//   registry → tee(content store) → decompress → verify diff ID → untar into a snapshot
+//   registry (or a p2p peer, src/p2p/) → tee(content store) → decompress → verify diff ID → untar into a snapshot
 // so nothing is buffered, the compressed blob is kept for later pushes, and layers need no parent
 // to unpack (overlay whiteouts are plain char devices), which is what lets them run in parallel.
 import type { Readable } from 'node:stream';
@@ -21,6 +21,8 @@ import { Tee } from '../snapshot/layer-stream.ts';
 import { INLINE_MAX, type UnpackPool } from '../snapshot/unpack-pool.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { SharedWork } from '../util/shared-work.ts';
+import { errorMessage } from '../util/errors.ts';
+import type { PeerFetcher } from '../p2p/fetch.ts';
 
 export interface PullerDeps {
   registry: RegistryClient;
@@ -31,6 +33,11 @@ export interface PullerDeps {
   maxConcurrentDownloads: number;
   /** Worker threads that decompress, verify and write layer files. */
   unpackers: UnpackPool;
+  /**
+   * Other nodes asked first for blobs (p2p on); absent: the registry only. Manifests always come
+   * from the registry: fetching them is where it checks this node's credentials for the image.
+   */
+  peers?: PeerFetcher;
 }
 
 export class Puller {
@@ -110,9 +117,33 @@ export class Puller {
     };
   }
 
+  /**
+   * The one place blob bytes come from: `consume` reads them and verifies them (digest, size, diff
+   * ID) as it stores them. With p2p on, a peer is tried first; if the peer fails or its bytes do not
+   * verify, whatever `consume` left behind is already cleaned up and it runs again on the registry's bytes.
+   */
+  private async fromSources(ref: ImageRef, blob: { digest: string; size: number }, auth: PullAuth | undefined, signal: AbortSignal | undefined, consume: (body: Readable) => Promise<void>): Promise<void> {
+    const { peers, registry, log } = this.deps;
+    if (peers?.hasPeers) {
+      const got = await peers.blob(ref.path, blob.digest, blob.size, signal);
+      if (got) {
+        try {
+          await consume(got.body);
+          log.debug({ blob: blob.digest, peer: got.peer }, 'p2p: blob fetched from a peer');
+          return;
+        } catch (err) {
+          got.body.destroy();
+          if (signal?.aborted) throw err;
+          log.debug({ blob: blob.digest, peer: got.peer, err: errorMessage(err) }, 'p2p: blob from a peer failed; fetching it from the registry');
+        }
+      }
+    }
+    await consume((await registry.fetchBlob(ref, blob.digest, { auth, signal })).body);
+  }
+
   private async fetchSmallBlob(ref: ImageRef, digest: string, size: number, auth: PullAuth | undefined, signal: AbortSignal | undefined): Promise<Buffer> {
-    const { content, registry } = this.deps;
-    if (!(await content.has(digest))) await content.ingest({ digest, size }, (await registry.fetchBlob(ref, digest, { auth, signal })).body);
+    const { content } = this.deps;
+    if (!(await content.has(digest))) await this.fromSources(ref, { digest, size }, auth, signal, async (body) => void (await content.ingest({ digest, size }, body)));
     return content.readBuffer(digest);
   }
 
@@ -127,9 +158,10 @@ export class Puller {
   }
 
   private async storeBlob(ref: ImageRef, layer: LayerRecord, auth: PullAuth | undefined, signal: AbortSignal): Promise<void> {
-    const { content, registry } = this.deps;
+    const { content } = this.deps;
     if (await content.has(layer.digest)) return;
-    await content.ingest({ digest: layer.digest, size: layer.size }, (await registry.fetchBlob(ref, layer.digest, { auth, signal })).body);
+    const expected = { digest: layer.digest, size: layer.size };
+    await this.fromSources(ref, expected, auth, signal, async (body) => void (await content.ingest(expected, body)));
   }
 
   private async unpackLayer(ref: ImageRef, layer: LayerRecord, parent: string | null, auth: PullAuth | undefined, signal: AbortSignal): Promise<void> {
@@ -141,24 +173,31 @@ export class Puller {
   }
 
   private async fetchLayer(ref: ImageRef, layer: LayerRecord, parent: string | null, auth: PullAuth | undefined, signal: AbortSignal): Promise<void> {
-    const { content, snapshots, registry } = this.deps;
+    const { content, snapshots } = this.deps;
     const [haveBlob, haveSnapshot] = await Promise.all([content.has(layer.digest), snapshots.has(layer.chainId)]);
     if (haveBlob && haveSnapshot) return;
     const expected = { digest: layer.digest, size: layer.size };
     if (haveSnapshot) {
-      await content.ingest(expected, (await registry.fetchBlob(ref, layer.digest, { auth, signal })).body);
+      await this.fromSources(ref, expected, auth, signal, async (body) => void (await content.ingest(expected, body)));
       return;
     }
-    const source: Readable = haveBlob
-      ? await content.createReadStream(layer.digest)
-      : (await registry.fetchBlob(ref, layer.digest, { auth, signal })).body;
+    if (haveBlob) await this.unpackFrom(ref, layer, parent, await content.createReadStream(layer.digest), false, signal);
+    else await this.fromSources(ref, expected, auth, signal, (body) => this.unpackFrom(ref, layer, parent, body, true, signal));
+  }
+
+  /** Unpacks the layer from `source`, storing the blob on the way when `store` (it was fetched). */
+  private async unpackFrom(ref: ImageRef, layer: LayerRecord, parent: string | null, source: Readable, store: boolean, signal: AbortSignal): Promise<void> {
+    const { content, snapshots } = this.deps;
+    // Whoever reads `source` reports its errors; until then (the snapshot's temp dir is being made)
+    // this keeps a cancel below from being an uncaught exception that ends the daemon.
+    source.on('error', () => undefined);
     // Every pull that wanted this layer has gone: stop reading, which fails the unpack and cleans up.
     const stop = (): void => {
       source.destroy(signal.reason instanceof Error ? signal.reason : new BerthError('cancelled', 'layer no longer wanted'));
     };
     signal.addEventListener('abort', stop, { once: true });
     if (signal.aborted) stop();
-    const writer = haveBlob ? undefined : content.writer(expected);
+    const writer = store ? content.writer({ digest: layer.digest, size: layer.size }) : undefined;
     const what = `layer ${layer.digest} of ${formatName(ref)} (uncompressed)`;
     const started = Date.now();
     try {

@@ -19,6 +19,7 @@ import { PinStore, type PinSet } from './pins.ts';
 import type { ImageConfig } from './manifest.ts';
 import { invalidArgument, notFound } from '../util/errors.ts';
 import { SharedWork } from '../util/shared-work.ts';
+import type { PeerFetcher } from '../p2p/fetch.ts';
 
 /** What the CRI reports about one image. */
 export interface ImageRecordView {
@@ -83,8 +84,10 @@ export class ImageService {
   /** What removed images and released leases held: the next sweep's candidates. */
   private unswept: SweepCandidates = noCandidates();
   private heapTimer: NodeJS.Timeout | undefined;
+  private readonly peers: PeerFetcher | undefined;
 
-  constructor(config: ImageServiceConfig, log: Logger) {
+  /** `peers`: other nodes asked first for blobs (p2p on). */
+  constructor(config: ImageServiceConfig, log: Logger, peers?: PeerFetcher) {
     this.config = config;
     this.log = log;
     this.records = new ImageRecords(join(config.root, 'metadata'));
@@ -110,7 +113,14 @@ export class ImageService {
       platform: parsePlatform(config.image.platform),
       maxConcurrentDownloads: config.image.maxConcurrentDownloads,
       unpackers: this.unpackers,
+      peers,
     });
+    this.peers = peers;
+  }
+
+  /** The blobs (layers, configs, manifests) this node holds, for the p2p server to read. */
+  get blobs(): ContentStore {
+    return this.content;
   }
 
   /** Loads metadata, clears what a crash left half-written, and sweeps unreferenced content. */
@@ -132,6 +142,7 @@ export class ImageService {
     await this.gcRunning;
     await this.snapshots.settle();
     this.registry.close();
+    this.peers?.close();
     await this.unpackers.close();
   }
 

@@ -27,7 +27,8 @@ export interface ProxyControls {
   close(): Promise<void>;
 }
 
-export async function startProxy(targetPort: number): Promise<ProxyControls> {
+/** A proxy to `targetHost:targetPort` (a registry, or a berthd's p2p server on another loopback address). */
+export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<ProxyControls> {
   let markStalled: () => void = () => undefined;
   const stalled = new Promise<void>((resolve) => {
     markStalled = resolve;
@@ -65,7 +66,7 @@ export async function startProxy(targetPort: number): Promise<ProxyControls> {
   const forward = (req: IncomingMessage, res: ServerResponse, path: string): void => {
     if (res.destroyed) return;
     const upstream = request(
-      { host: '127.0.0.1', port: targetPort, path, method: req.method, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` } },
+      { host: targetHost, port: targetPort, path, method: req.method, headers: { ...req.headers, host: `${targetHost}:${targetPort}` } },
       (up) => {
         const isBlob = /\/blobs\/sha256:/.test(path) && req.method === 'GET' && up.statusCode === 200;
         if (!isBlob || (controls.stallBlobsAfter === undefined && !controls.corruptBlobs)) {

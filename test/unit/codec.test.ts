@@ -15,7 +15,7 @@ const descriptor = JSON.parse(readFileSync(`${repo}src/cri/descriptor.json`, 'ut
 const codec = new Codec(descriptor);
 // The options berth loaded its protos with before the descriptor, and the generated types still describe.
 const OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, arrays: true, objects: true, oneofs: true };
-const reference = loadSync(['proto/runtime/v1/api.proto', 'proto/berth/v1/pins.proto', 'proto/berth/v1/node.proto'].map((p) => repo + p), OPTIONS);
+const reference = loadSync(['proto/runtime/v1/api.proto', 'proto/berth/v1/pins.proto', 'proto/berth/v1/node.proto', 'proto/berth/v1/peers.proto'].map((p) => repo + p), OPTIONS);
 
 interface Ref {
   serialize(o: object): Buffer;

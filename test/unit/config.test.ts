@@ -114,3 +114,19 @@ test('[node]: systemd-run and berth-install command lines, switch deadline', () 
     assert.throws(() => parseConfigText(text), (err: unknown) => err instanceof ConfigError && msg.test(err.message), text);
   }
 });
+
+test('[p2p]: off by default; listen, static peers and the peer deadline; addresses must be IP:PORT', () => {
+  assert.equal(defaultConfig().p2p.listen, undefined);
+  const c = parseConfigText('[p2p]\nlisten = "0.0.0.0:5050"\npeers = ["10.0.0.7:5050", "[fd00::7]:5050"]\npeer_timeout_ms = 500\n');
+  assert.deepEqual(c.p2p, { listen: { host: '0.0.0.0', port: 5050 }, peers: ['10.0.0.7:5050', '[fd00::7]:5050'], peerTimeoutMs: 500 });
+  assert.equal(parseConfigText('[p2p]\nlisten = ""\n').p2p.listen, undefined);
+  for (const [toml, msg] of [
+    ['[p2p]\nlisten = "0.0.0.0"\n', /p2p.listen: peer "0.0.0.0" is not IP:PORT/],
+    ['[p2p]\nlisten = "node-a:5050"\n', /p2p.listen: .* is not IP:PORT/],
+    ['[p2p]\nlisten = "[::]:5050"\npeers = ["10.0.0.7"]\n', /p2p.peers: peer "10.0.0.7" is not IP:PORT/],
+    ['[p2p]\npeer_timeout_ms = 0\n', /p2p.peer_timeout_ms must be an integer/],
+    ['[p2p]\nlisten_addr = "0.0.0.0:5050"\n', /unknown config key p2p.listen_addr/],
+  ] as const) {
+    assert.throws(() => parseConfigText(toml), (err: Error) => err instanceof ConfigError && msg.test(err.message), toml);
+  }
+});

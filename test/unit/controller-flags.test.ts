@@ -14,6 +14,8 @@ test('bad roles, missing node names and malformed tuning are refused', () => {
     [['--role', 'aggregator', '--backoff-ms', '900-100'], /--backoff-ms must be MIN-MAX/],
     [['--role', 'aggregator', '--health-addr', 'localhost'], /--health-addr must be HOST:PORT/],
     [['--role', 'aggregator', '--bogus'], /Unknown option '--bogus'/],
+    [['--role', 'node-agent', '--node-name', 'n', '--p2p-peers', ' , '], /--p2p-peers must name at least one DNS name/],
+    [['--role', 'node-agent', '--node-name', 'n', '--p2p-peers', 'berth-p2p', '--p2p-port', '70000'], /--p2p-port must be a port number/],
     // Host installation is berth-install's job (src/installer), not the controller's.
     [['install'], /Unexpected argument 'install'/],
   ];

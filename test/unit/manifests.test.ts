@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadDocs, staleFiles, validateDocs, type Doc } from '../../hack/validate-manifests.ts';
 import { MANIFESTS_DIR, render } from '../../hack/render-manifests.ts';
+import { parseConfigText } from '../../src/config/config.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -109,14 +110,33 @@ test('the renderer applies image, version, namespace and p2p', async () => {
   assert.equal((ds.metadata as Obj).namespace, 'berth-test');
   const pod = ((ds.spec as Obj).template as Obj).spec as Obj;
   assert.ok((pod.containers as Obj[]).every((c) => c.image === '127.0.0.1:5999/x/berth:9.9.9'));
+  // p2p: berthd listens on the port (its config parses), a headless Service over the DaemonSet's
+  // pods names the peers, and the agent is told to resolve it.
   const cm = all.find((o) => o.kind === 'ConfigMap') as Obj;
-  assert.match((cm.data as Obj)['config.toml'] as string, /mirrors = \["http:\/\/127.0.0.1:6000"\]/);
+  const toml = (cm.data as Obj)['config.toml'] as string;
+  assert.deepEqual(parseConfigText(toml).p2p.listen, { host: '0.0.0.0', port: 6000 });
+  assert.doesNotMatch(toml, /mirrors/);
+  const svc = all.find((o) => o.kind === 'Service') as Obj;
+  assert.deepEqual({ name: (svc.metadata as Obj).name, namespace: (svc.metadata as Obj).namespace }, { name: 'berth-p2p', namespace: 'berth-test' });
+  const svcSpec = svc.spec as Obj;
+  assert.equal(svcSpec.clusterIP, 'None');
+  const podLabels = (((ds.spec as Obj).template as Obj).metadata as Obj).labels as Obj;
+  for (const [k, v] of Object.entries(svcSpec.selector as Obj)) assert.equal(podLabels[k], v, `the Service selects the DaemonSet's pods by ${k}`);
+  assert.deepEqual(svcSpec.ports, [{ name: 'p2p', port: 6000, targetPort: 6000, protocol: 'TCP' }]);
+  const agent = (pod.containers as Obj[]).find((c) => c.name === 'node-agent') as Obj;
+  const cmd = (agent.command as string[]).join(' ');
+  assert.match(cmd, /--p2p-peers berth-p2p\.berth-test\.svc --p2p-port 6000/);
+  assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet', 'a hostNetwork pod resolves Service names only with this policy');
+  // Without --p2p: no Service, no agent flag, no [p2p] in the config.
+  const plain = [...render({ image: 'x', version: '9.9.9', namespace: 'berth-test', p2p: { enabled: false, port: 6000 } }).values()].flat();
+  assert.equal(plain.some((o) => o.kind === 'Service'), false);
+  assert.doesNotMatch(JSON.stringify(plain), /p2p/);
   const policy = all.find((o) => o.kind === 'ValidatingAdmissionPolicy') as Obj;
   assert.match(JSON.stringify(policy), /system:serviceaccount:berth-test:berth-node/);
   const dir = await mkdtemp(join(tmpdir(), 'berth-manifests-'));
   try {
     const script = fileURLToPath(new URL('../../hack/render-manifests.ts', import.meta.url));
-    const r = spawnSync(process.execPath, [script, '--out', dir, '--namespace', 'berth-test', '--version', '9.9.9'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [script, '--out', dir, '--namespace', 'berth-test', '--version', '9.9.9', '--p2p', '--p2p-port', '6000'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(await validateDocs(await loadDocs(dir)), []);
   } finally {

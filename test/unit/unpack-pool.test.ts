@@ -111,3 +111,37 @@ test('a layer whose download fails returns only after its worker stopped writing
   await pool.unpack(dir2, Readable.from([good.bytes ?? Buffer.alloc(0)]), [], good.diffId, 'good layer');
   assert.equal(readdirSync(dir).length, after, 'nothing appeared in the failed layer afterwards');
 });
+
+test('with its one worker busy, a second big layer unpacks in the calling thread instead of queueing', { ...ROOT_ONLY, timeout: 60_000 }, async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'berth-pool-spare-'));
+  const pool = new UnpackPool(1);
+  t.after(async () => {
+    await pool.close();
+    await rm(base, { recursive: true, force: true });
+  });
+  const first = await buildLayer({ files: [{ path: 'first.bin', content: randomBytes(1 << 20) }], compression: 'gzip' });
+  const second = await buildLayer({ files: [{ path: 'second.txt', content: 'unpacked while the worker was busy' }], compression: 'gzip' });
+  const [dir1, dir2, dir3] = await Promise.all(['first', 'second', 'third'].map(async (name) => {
+    const dir = join(base, name);
+    await mkdir(dir);
+    return dir;
+  }));
+  const firstBytes = first.bytes ?? Buffer.alloc(0);
+  const held = new PassThrough();
+  // No size given: both count as big layers. The first takes the worker and stays half-sent.
+  const firstJob = pool.unpack(dir1 ?? '', held, [], first.diffId, 'held layer');
+  held.write(firstBytes.subarray(0, firstBytes.length >> 1));
+  const stats = await pool.unpack(dir2 ?? '', Readable.from([second.bytes ?? Buffer.alloc(0)]), [], second.diffId, 'second layer');
+  assert.equal(stats.files, 1);
+  assert.equal(await readFile(join(dir2 ?? '', 'second.txt'), 'utf8'), 'unpacked while the worker was busy');
+  assert.equal(pool.workers, 1, 'no second worker was started');
+
+  // A third waits for the worker; its download failing meanwhile fails that layer, not the process.
+  const waiting = new PassThrough();
+  const thirdJob = pool.unpack(dir3 ?? '', waiting, [], second.diffId, 'third layer');
+  const thirdFails = assert.rejects(thirdJob, /connection reset while queued/);
+  waiting.destroy(new Error('connection reset while queued'));
+  held.end(firstBytes.subarray(firstBytes.length >> 1));
+  assert.equal((await firstJob).bytes, 1 << 20);
+  await thirdFails;
+});

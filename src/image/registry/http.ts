@@ -25,6 +25,8 @@ export interface HttpRequest {
   /** Longest silence allowed while the body streams (a paused consumer counts as silence). */
   bodyIdleTimeoutMs: number;
   signal?: AbortSignal;
+  /** Source address of the connection (p2p: peers check it against their peer list). */
+  localAddress?: string;
 }
 
 /** System CAs (Debian: /etc/ssl/certs), or Node's bundled list on a machine without a system store. */
@@ -100,7 +102,7 @@ function sendWith(agent: Http.Agent, isHttps: boolean, req: HttpRequest): Promis
   const headers: Record<string, string> = { 'user-agent': 'berth', ...req.headers };
   if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
   return new Promise((resolve, reject) => {
-    const request = (isHttps ? https : http).request(req.url, { method: req.method, headers, agent, signal: req.signal });
+    const request = (isHttps ? https : http).request(req.url, { method: req.method, headers, agent, signal: req.signal, localAddress: req.localAddress });
     const onHeadTimeout = (): void => {
       request.destroy(timeoutError(req.url, req.timeoutMs, 'waiting for a response'));
     };

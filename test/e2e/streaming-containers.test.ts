@@ -159,3 +159,35 @@ test('port-forward reaches a port inside the pod; a refused port reports an erro
     session.destroy();
   }
 });
+
+test('each container execs with its own process spec, also after a resource update and in a container made after one was removed', { skip }, async () => {
+  // berthd keeps a container's process spec after its first exec: it must never serve another's.
+  const who = async (id: string): Promise<string> =>
+    (await spdyCommand((await call<{ url: string }>('Exec', { container_id: id, cmd: ['sh', '-c', 'echo "$WHO $(id -u)"'], stdout: true, stderr: true })).url, {})).stdout.toString();
+  const pods: string[] = [];
+  try {
+    const start = async (name: string, uid: number): Promise<string> => {
+      const r = await runPodWith(env as PodEnv, ['sleep', '3600'], { container: { envs: [{ key: 'WHO', value: Buffer.from(name) }], linux: { security_context: { run_as_user: { value: uid } } } } });
+      pods.push(r.podId);
+      return r.ctrId;
+    };
+    const a = await start('a', 1001);
+    const b = await start('b', 1002);
+    for (let i = 0; i < 2; i++) {
+      assert.equal(await who(a), 'a 1001\n');
+      assert.equal(await who(b), 'b 1002\n');
+    }
+    await call('UpdateContainerResources', { container_id: a, linux: { cpu_shares: 512 } });
+    assert.equal(await who(a), 'a 1001\n');
+    await call('StopPodSandbox', { pod_sandbox_id: pods[0] });
+    await call('RemovePodSandbox', { pod_sandbox_id: pods.shift() });
+    const c = await start('c', 1003);
+    assert.equal(await who(c), 'c 1003\n');
+    assert.equal(await who(b), 'b 1002\n');
+  } finally {
+    for (const id of pods) {
+      await call('StopPodSandbox', { pod_sandbox_id: id }).catch(() => {});
+      await call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => {});
+    }
+  }
+});

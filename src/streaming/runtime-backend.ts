@@ -167,13 +167,15 @@ export class RuntimeStreamingBackend implements StreamingBackend {
   }
 
   /** conmon keeps the attach socket and control FIFO in the bundle, linked from the socket dir. */
-  private conmonPath(containerId: string, file: 'attach' | 'ctl'): string {
-    return join(this.config.state, 'attach', containerId, file);
+  private conmonDir(containerId: string): string {
+    return join(this.config.state, 'attach', containerId);
   }
 
   async attach(containerId: string, io: SessionIo, signal: AbortSignal): Promise<void> {
     const id = this.resolveContainer(containerId);
-    const relayProc = spawn('perl', [ATTACH_RELAY, this.conmonPath(id, 'attach')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // Connected by a name relative to the relay's working directory: the full path passes the
+    // 108 bytes a unix socket address holds once the state dir is ~35 characters long.
+    const relayProc = spawn('perl', [ATTACH_RELAY, 'attach'], { cwd: this.conmonDir(id), stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     relayProc.stderr?.on('data', (c: Buffer) => {
       if (stderr.length < 4096) stderr += c.toString();
@@ -218,7 +220,7 @@ export class RuntimeStreamingBackend implements StreamingBackend {
 
   /** conmon's control FIFO: "1 <height> <width>" resizes the container's terminal. */
   private async resizeConmon(containerId: string, size: TerminalSize): Promise<void> {
-    const fh = await open(this.conmonPath(containerId, 'ctl'), constants.O_WRONLY | constants.O_NONBLOCK);
+    const fh = await open(join(this.conmonDir(containerId), 'ctl'), constants.O_WRONLY | constants.O_NONBLOCK);
     try {
       await fh.write(`1 ${size.height} ${size.width}\n`);
     } finally {

@@ -13,7 +13,9 @@ let podId = '';
 
 before(async () => {
   if (!root) return;
-  env = await startPodEnv({ network: { subnetPrefix: '10.230', bridgePrefix: 'bsx' } });
+  // A state dir deep enough that <state>/attach/<container id>/attach passes the 108-byte limit of
+  // a unix socket path: attach must still reach conmon's socket.
+  env = await startPodEnv({ network: { subnetPrefix: '10.230', bridgePrefix: 'bsx' }, stateName: `state-${'x'.repeat(40)}` });
   // Serves one line per connection on 8080 inside the pod's network namespace only.
   ({ ctrId, podId } = await runPodWith(env, ['sh', '-c', 'while true; do echo hello-from-pod | nc -l -p 8080; done']));
 });

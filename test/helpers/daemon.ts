@@ -19,6 +19,8 @@ export interface DaemonOptions {
   root?: string;
   /** Re-use a state dir (restart tests, with `root`); a fresh one otherwise. */
   state?: string;
+  /** The fresh state dir's name in the daemon's temp dir (`state`): a long one tests paths near the socket-path limit. */
+  stateName?: string;
   extraArgs?: string[];
   /** Another node binary and berthd script (a bundle from the berth image) instead of bin/berthd.js. */
   entry?: { node: string; script: string };
@@ -50,7 +52,7 @@ export interface TestDaemon {
 export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
   const base = await mkdtemp(join(tmpdir(), 'berthd-test-'));
   const root = opts.root ?? join(base, 'root');
-  const state = opts.state ?? join(base, 'state');
+  const state = opts.state ?? join(base, opts.stateName ?? 'state');
   const socket = join(base, 'berth.sock');
   const configPath = join(base, 'config.toml');
   await writeFile(configPath, opts.config ?? '');

@@ -33,6 +33,8 @@ export interface PodEnvOptions {
   network?: { subnetPrefix: string; bridgePrefix: string };
   /** `[network] netns_pool`; the daemon's default when left out. */
   netnsPool?: number;
+  /** The daemon's state dir name (startDaemon's `stateName`). */
+  stateName?: string;
 }
 
 export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
@@ -59,7 +61,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
     `default_bridge = "${bridge}"`,
     ...(opts.netnsPool !== undefined ? [`netns_pool = ${opts.netnsPool}`] : []),
   ].join('\n');
-  let daemon = await startDaemon({ config });
+  let daemon = await startDaemon({ config, ...(opts.stateName ? { stateName: opts.stateName } : {}) });
   const firstBase = dirname(daemon.root);
   await daemon.client.call('image', 'PullImage', { image: { image: 'busybox' } });
   for (const repo of Object.keys(opts.images ?? {})) await daemon.client.call('image', 'PullImage', { image: { image: repo } });

@@ -43,7 +43,7 @@ export interface BerthConfig {
     defaultBridge: string;
     /** Deadline for one CNI plugin run. */
     pluginTimeoutSeconds: number;
-    /** Network namespaces kept made ahead of time for new pods; 0 = make each on demand. */
+    /** Sets of pod namespaces (network, IPC, UTS with /dev/shm) kept made ahead of time for new pods; 0 = make them on demand. */
     netnsPool: number;
   };
   /** The HTTP server behind Exec/Attach/PortForward URLs. */

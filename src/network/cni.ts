@@ -129,10 +129,14 @@ export class PodNetwork {
    * Runs CNI ADD for the pod. Returns its IPs, primary (IPv4) first. On failure the chain's DEL
    * undoes whatever the plugins made and the error names the plugin that failed. `netnsReady` is
    * the caller still making the netns: the record is written meanwhile, the plugins wait for it.
+   * The IPs come back as soon as the chain succeeded: the ADD result is saved after that (the
+   * caller's own record write overlaps it), and DEL and CHECK of the pod queue behind the save.
    */
   async setUp(req: PodNetworkRequest, signal?: AbortSignal, netnsReady: Promise<unknown> = Promise.resolve()): Promise<{ ips: string[] }> {
     checkRequest(req);
-    return this.#serial(req.sandboxId, async () => {
+    let answer = (_: { ips: string[] }): void => undefined;
+    const added = new Promise<{ ips: string[] }>((resolve) => (answer = resolve));
+    const job = this.#serial(req.sandboxId, async () => {
       const clock = new StepClock();
       await clock.time('refresh', this.refresh());
       if (!this.#readiness.ready || !this.#selected) throw failedPrecondition(`pod network not ready: ${this.#readiness.message}`);
@@ -177,11 +181,17 @@ export class PodNetwork {
         }
       }
       record.result = prevResult;
-      await clock.time('cache-result', this.#cache.putResult(record.sandboxId, prevResult));
       const ips = resultIps(prevResult, IF_NAME);
+      answer({ ips });
+      // Not fsynced, and not worth failing the pod for: without it DEL runs without prevResult,
+      // which the CNI spec allows (see result-cache.ts).
+      await clock.time('cache-result', this.#cache.putResult(record.sandboxId, prevResult)).catch((err: unknown) =>
+        this.#log.warn({ sandbox: req.sandboxId, err: errorMessage(err) }, 'could not save the CNI ADD result; DEL will run without it'),
+      );
       this.#log.debug({ sandbox: req.sandboxId, ips, ms: clock.marks }, 'pod network set up');
       return { ips };
     });
+    return Promise.race([added, job]);
   }
 
   /**

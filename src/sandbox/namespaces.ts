@@ -4,7 +4,7 @@
 // pause process (catatonit -P) as PID 1 of a fresh PID namespace, detached from berthd so it
 // outlives a daemon restart, and reaping the pod's orphans as an init should.
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '../util/run-command.ts';
@@ -20,7 +20,7 @@ export function pinPaths(dir: string, which: { ipc: boolean; uts: boolean }): { 
  * them. unshare stays in the host's mount namespace, so a mount `then` makes (the pod's /dev/shm)
  * is a host mount: one process chain instead of two on the pod's start path.
  */
-export async function pinNamespaces(pins: { ipcPath?: string; utsPath?: string }, signal?: AbortSignal, then?: readonly string[]): Promise<void> {
+async function pinNamespaces(pins: { ipcPath?: string; utsPath?: string }, signal?: AbortSignal, then?: readonly string[]): Promise<void> {
   const args: string[] = [];
   for (const [flag, path] of [['--ipc', pins.ipcPath], ['--uts', pins.utsPath]] as const) {
     if (!path) continue;
@@ -30,6 +30,17 @@ export async function pinNamespaces(pins: { ipcPath?: string; utsPath?: string }
   if (args.length === 0 && !then) return;
   const step = then ? `pin the pod namespaces and run ${then.join(' ')} (unshare)` : 'pin the pod namespaces (unshare)';
   await runCommand('unshare', [...args, ...(then ?? ['true'])], { step, timeoutMs: 10_000, signal });
+}
+
+/**
+ * Makes a pod's own IPC and/or UTS namespaces (those in `pins`, from pinPaths) and, with an IPC
+ * namespace of its own, its /dev/shm: a tmpfs at `<dir>/shm` that its containers share.
+ */
+export async function pinPodNamespaces(dir: string, pins: { ipcPath?: string; utsPath?: string }, signal?: AbortSignal): Promise<void> {
+  const shm = join(dir, 'shm');
+  if (pins.ipcPath) await mkdir(shm, { mode: 0o1777 });
+  const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
+  await pinNamespaces(pins, signal, pins.ipcPath ? mountShm : undefined);
 }
 
 /** Field 22 of /proc/<pid>/stat: tells a live process from a later one that reused its PID. */

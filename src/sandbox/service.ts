@@ -13,11 +13,11 @@ import { KeyedMutex } from '../util/keyed-mutex.ts';
 import { StepClock } from '../util/step-clock.ts';
 import { mountsUnder, unmount } from '../util/mount.ts';
 import { checkDns, writePodFiles } from './files.ts';
-import { isAlive, pinNamespaces, pinPaths, startPidHolder, stopPidHolder } from './namespaces.ts';
+import { isAlive, pinPaths, pinPodNamespaces, startPidHolder, stopPidHolder } from './namespaces.ts';
 import { isSandboxRecord, type Owner, type SandboxRecord } from './record.ts';
 import type { PodNetwork, PodNetworkRequest } from '../network/cni.ts';
 import { createNetns, removeNetns } from '../network/netns.ts';
-import { NetnsPool } from '../network/netns-pool.ts';
+import { NamespacePool } from './namespace-pool.ts';
 
 /** What the sandbox service needs from the container service (which is built after it). */
 export interface PodContainers {
@@ -46,8 +46,8 @@ export class SandboxService {
   private readonly log: Logger;
   private readonly net: PodNetwork;
   private readonly locks = new KeyedMutex();
-  /** Network namespaces made ahead of time, pinned where pods' own go. */
-  private readonly netnsPool: NetnsPool;
+  /** Pods' namespaces (network, IPC, UTS with /dev/shm) made ahead of time, pinned where pods' own go. */
+  private readonly pool: NamespacePool;
   private containers: PodContainers | undefined;
 
   constructor(config: BerthConfig, log: Logger, net: PodNetwork) {
@@ -55,7 +55,12 @@ export class SandboxService {
     this.log = log;
     this.net = net;
     this.records = new RecordDir(join(config.root, 'metadata', 'sandboxes'), isSandboxRecord);
-    this.netnsPool = new NetnsPool({ dir: join(config.state, 'netns'), size: config.network.netnsPool, log });
+    this.pool = new NamespacePool({
+      size: config.network.netnsPool,
+      log,
+      make: (id, signal) => this.makePooled(id, signal),
+      remove: (id) => this.removePooled(id),
+    });
   }
 
   /** Connects the container service, which needs this one to exist first. */
@@ -78,15 +83,35 @@ export class SandboxService {
       }
     }
     // After the sweep, which removes the pins of a pool a killed daemon left (they have no record).
-    this.netnsPool.start();
+    this.pool.start();
   }
 
-  /** Removes the pooled network namespaces; pods keep theirs. */
+  /** Removes the pooled namespaces; pods keep theirs. */
   async close(): Promise<void> {
-    await this.netnsPool.close();
+    await this.pool.close();
   }
 
-  /** Releases pod directories and netns pins that no record owns (a record moved aside as corrupt, a netns pool a killed daemon left). */
+  /** A pod's network namespace, IPC and UTS pins and /dev/shm, where the pod with sandbox ID `id` keeps them. */
+  private async makePooled(id: string, signal: AbortSignal): Promise<void> {
+    await createNetns(join(this.config.state, 'netns', id), signal);
+    try {
+      const dir = join(this.config.state, 'sandboxes', id);
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+      await pinPodNamespaces(dir, pinPaths(dir, { ipc: true, uts: true }), signal);
+    } catch (err) {
+      await this.removePooled(id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async removePooled(id: string): Promise<void> {
+    const dir = join(this.config.state, 'sandboxes', id);
+    await unmount([...Object.values(pinPaths(dir, { ipc: true, uts: true })), join(dir, 'shm')]);
+    await rm(dir, { recursive: true, force: true });
+    await removeNetns(join(this.config.state, 'netns', id));
+  }
+
+  /** Releases pod directories and netns pins that no record owns (a record moved aside as corrupt, a namespace pool a killed daemon left). */
   private async sweepOrphans(): Promise<void> {
     const known = (name: string): boolean => !/^[a-f0-9]{64}$/.test(name) || this.records.get(name) !== undefined;
     for (const name of await readdir(join(this.config.state, 'sandboxes')).catch(() => [] as string[])) {
@@ -146,11 +171,11 @@ export class SandboxService {
     const holder = this.records.all().find((s) => s.key === key);
     if (holder) throw alreadyExists(`pod sandbox name ${key} is already used by sandbox ${holder.id}; remove it first`);
 
-    // A pod with a network namespace of its own takes a pooled one, and with it the sandbox ID it
-    // was pinned under; the pool waits to refill until no pod start is in flight.
-    const started = this.netnsPool.starting();
-    const pooled = hostNetwork ? undefined : this.netnsPool.take();
-    const id = pooled?.id ?? randomBytes(32).toString('hex');
+    // A pod with network and IPC namespaces of its own (nearly all) takes a pooled set, and with it
+    // the sandbox ID it was pinned under; the pool waits to refill until no pod start is in flight.
+    const started = this.pool.starting();
+    const pooled = hostNetwork || hostIpc ? undefined : this.pool.take();
+    const id = pooled ?? randomBytes(32).toString('hex');
     return this.locks.run(id, async () => {
       const dir = join(this.config.state, 'sandboxes', id);
       const rec: SandboxRecord = {
@@ -173,7 +198,8 @@ export class SandboxService {
       // write (fsynced) goes on while the pod directory, namespaces and network are made: what they
       // leave if berthd dies first is found by the startup sweep (pod and netns directories, CNI
       // records without a sandbox record); only the PID holder, a process nobody could find, waits
-      // for the record.
+      // for the record. (Holding this fsync back until the CNI record's is done was tried: the
+      // CNI record took as long either way.)
       const claimed = clock.time('record', this.records.put(rec));
       claimed.catch(() => undefined);
       try {
@@ -193,15 +219,12 @@ export class SandboxService {
             if (added.status === 'fulfilled') rec.ips = added.value.ips;
           })(),
           (async () => {
-            await mkdir(dir, { recursive: true, mode: 0o711 });
+            if (!pooled) await mkdir(dir, { recursive: true, mode: 0o711 });
             if (config.log_directory) await mkdir(config.log_directory, { recursive: true, mode: 0o755 });
             await clock.time('files', writePodFiles(dir, { hostname: config.hostname || md.name, hostNetwork, dns: config.dns_config }));
             // Recorded before they exist, so a rollback after a half-done unshare still unpins them.
             Object.assign(rec, pinPaths(dir, { ipc: !hostIpc, uts: !hostNetwork }));
-            const shm = join(dir, 'shm');
-            if (!hostIpc) await mkdir(shm, { mode: 0o1777 });
-            const mountShm = ['mount', '-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', shm];
-            await clock.time('pins+shm', pinNamespaces(rec, signal, hostIpc ? undefined : mountShm));
+            if (!pooled) await clock.time('pins+shm', pinPodNamespaces(dir, rec, signal));
           })(),
           (async () => {
             if ((nsOpts?.pid ?? 'POD') !== 'POD') return;

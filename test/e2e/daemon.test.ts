@@ -105,11 +105,15 @@ test('--help says what happens to --state, and it does: the state dir survives a
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--state DIR\s+runtime state, kept across daemon restarts/);
   const first = await startDaemon();
-  t.after(() => first.dispose());
+  // Disposed last first: the first's dispose removes the shared state, which must not happen
+  // under the second daemon still making its pool of pod namespaces there.
+  const daemons = [first];
+  t.after(async () => {
+    for (const d of daemons.reverse()) await d.dispose();
+  });
   await writeFile(join(first.state, 'marker'), 'kept');
   await first.stop();
-  const second = await startDaemon({ root: first.root, state: first.state });
-  t.after(() => second.dispose());
+  daemons.push(await startDaemon({ root: first.root, state: first.state }));
   assert.equal(await readFile(join(first.state, 'marker'), 'utf8'), 'kept');
 });
 

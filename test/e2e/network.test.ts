@@ -1,10 +1,10 @@
 // The pod network as the kubelet sees it through berthd's socket: NetworkReady from the network pods
 // would join, UpdateRuntimeConfig's pod CIDR becoming the default network's subnet across restarts,
 // and an admin's CNI config taking over from berth's default; a failed CNI DEL retried through the
-// netns it needs.
+// netns it needs; a pod's traffic to beyond the node masqueraded.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { startDaemon } from '../helpers/daemon.ts';
 import { mountPoints } from '../../src/util/mount.ts';
+import { createNetns, removeNetns } from '../../src/network/netns.ts';
+import { runPodWith, startPodEnv } from '../helpers/pods.ts';
 
 type Conditions = { status: { conditions: Array<{ type: string; status: boolean; reason: string; message: string }> }; info: Record<string, string> };
 
@@ -117,4 +119,51 @@ exec /usr/lib/cni/bridge
   await d.client.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: id });
   const { items } = await d.client.call<{ items: unknown[] }>('runtime', 'ListPodSandbox', {});
   assert.equal(items.length, 0);
+});
+
+test('a pod on berth\'s default network reaches beyond the node, source-NATed by berth\'s one masquerade rule per subnet', { skip: process.getuid?.() === 0 ? false : 'needs root (netns, bridge, iptables)' }, async (t) => {
+  const env = await startPodEnv({ network: { subnetPrefix: '10.220', bridgePrefix: 'bnt' } });
+  t.after(() => env.dispose());
+  // "Beyond the node": a network namespace behind a veth on a /30 of its own, reached through the
+  // host's routing (as a real uplink would be), so the pod's packets pass POSTROUTING.
+  const k = (randomBytes(1)[0] as number) % 60;
+  const [hostAddr, outsideAddr] = [`10.220.252.${4 * k + 1}`, `10.220.252.${4 * k + 2}`];
+  const outside = join(base, `outside-${randomBytes(3).toString('hex')}`);
+  const veth = `bnto${randomBytes(3).toString('hex')}`;
+  await createNetns(outside);
+  t.after(async () => {
+    spawnSync('ip', ['link', 'del', veth]);
+    await removeNetns(outside);
+  });
+  const sh = (args: string[]): void => {
+    const r = spawnSync(args[0] as string, args.slice(1));
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr.toString()}`);
+  };
+  sh(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', `${veth}p`]);
+  sh(['ip', 'link', 'set', `${veth}p`, 'netns', outside]);
+  sh(['ip', 'addr', 'add', `${hostAddr}/30`, 'dev', veth]);
+  sh(['ip', 'link', 'set', veth, 'up']);
+  sh(['nsenter', `--net=${outside}`, 'ip', 'addr', 'add', `${outsideAddr}/30`, 'dev', `${veth}p`]);
+  sh(['nsenter', `--net=${outside}`, 'ip', 'link', 'set', `${veth}p`, 'up']);
+  // A TCP server out there answers each connection with the address it came from.
+  const server = spawn('nsenter', [`--net=${outside}`, process.execPath, '-e',
+    `require('node:net').createServer((s) => s.end(s.remoteAddress)).listen(8080, '${outsideAddr}', () => console.log('listening'))`]);
+  t.after(() => {
+    server.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.stdout.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
+    server.once('exit', (code) => reject(new Error(`the outside server exited (${code})`)));
+  });
+
+  const pod = await runPodWith(env, ['sh', '-c', 'while true; do sleep 0.1; done']);
+  const { status } = await env.daemon.client.call<{ status: { network: { ip: string } } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: pod.podId });
+  assert.match(status.network.ip, /^10\.220\./);
+  const got = await env.daemon.client.call<{ stdout: Buffer; stderr: Buffer; exit_code: number }>('runtime', 'ExecSync', {
+    container_id: pod.ctrId,
+    cmd: ['nc', '-w', '10', outsideAddr, '8080'],
+    timeout: 20,
+  });
+  assert.equal(got.exit_code, 0, got.stderr.toString());
+  assert.equal(got.stdout.toString(), hostAddr, `the server saw the node's address, not the pod's ${status.network.ip}`);
 });

@@ -148,9 +148,12 @@ describe('pod lifecycle under restarts and churn', { skip: rootSkip }, () => {
       const now = await census(env.daemon);
       return now.conmons.length === 0 ? now : undefined;
     });
-    assert.deepEqual(left.mounts.filter((m) => !m.endsWith('/netns') && !m.includes('/netns/')), []);
-    // What stays pinned is the daemon's pool of namespaces for the next pods (netns-pool.test.ts), none of these pods'.
-    assert.deepEqual(left.netns.filter((m) => podIds.some((id) => m.endsWith(`/${id}`))), []);
+    // What stays pinned is the daemon's pool of namespaces for the next pods (netns-pool.test.ts),
+    // each set a netns pin with the IPC and UTS pins and /dev/shm under the same ID; none of these pods'.
+    const pooled = left.netns.map((m) => m.slice(m.lastIndexOf('/') + 1));
+    const inPool = (m: string): boolean => m.endsWith('/netns') || m.includes('/netns/') || pooled.some((id) => m.includes(`/sandboxes/${id}/`));
+    assert.deepEqual(left.mounts.filter((m) => !inPool(m)), []);
+    assert.deepEqual(left.mounts.filter((m) => podIds.some((id) => m.includes(id))), []);
     assert.ok(left.netns.length <= 4, `more pins than the pool holds: ${left.netns.join(' ')}`);
     assert.equal(containerIds.length, 36);
     assert.deepEqual(await cgroupsLeft(containerIds), []);

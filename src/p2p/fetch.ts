@@ -2,7 +2,6 @@
 // is asked. A peer gets a short deadline to answer; any failure is only
 // logged at debug level, and the caller then goes to the registry. Peers are not trusted: what they
 // send is verified against the digest by the same code that verifies registry downloads.
-import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { HttpTransport, discard } from '../image/registry/http.ts';
@@ -44,18 +43,7 @@ export class PeerFetcher {
 
   /** A peer's response body for blob `digest` (unverified: the reader verifies), or undefined when no peer has it. */
   async blob(repo: string, digest: string, size: number, signal: AbortSignal | undefined): Promise<PeerBlob | undefined> {
-    return this.#first(`/v2/${repo}/blobs/${digest}`, signal, async (res, peer) => {
-      // A length that differs cannot be the blob: do not even start reading it.
-      if (Number(res.headers['content-length']) !== size) throw new Error(`answered ${res.headers['content-length'] ?? 'no'} bytes for a ${size}-byte blob`);
-      return { body: res, peer };
-    });
-  }
-
-  close(): void {
-    this.#http.close();
-  }
-
-  async #first<T>(path: string, signal: AbortSignal | undefined, accept: (res: IncomingMessage, peer: string) => Promise<T>): Promise<T | undefined> {
+    const path = `/v2/${repo}/blobs/${digest}`;
     for (const p of this.#o.peers.pick(PEERS_PER_REQUEST)) {
       signal?.throwIfAborted();
       const peer = formatPeer(p);
@@ -72,18 +60,22 @@ export class PeerFetcher {
           discard(res);
           throw new Error(`answered ${res.statusCode ?? 0}`);
         }
-        try {
-          return await accept(res, peer);
-        } catch (err) {
+        // A length that differs cannot be the blob: do not even start reading it.
+        if (Number(res.headers['content-length']) !== size) {
           res.destroy();
-          throw err;
+          throw new Error(`answered ${res.headers['content-length'] ?? 'no'} bytes for a ${size}-byte blob`);
         }
+        return { body: res, peer };
       } catch (err) {
         if (signal?.aborted) throw err;
         this.#o.log.debug({ peer, path, err: errorMessage(err) }, 'p2p: peer did not serve; trying the next source');
       }
     }
     return undefined;
+  }
+
+  close(): void {
+    this.#http.close();
   }
 }
 

@@ -409,13 +409,12 @@ async function spreadSubtrees(dir: string): Promise<void> {
   await runCommand('chattr', ['+T', dir], { step: 'mark the snapshot root as a top directory', timeoutMs: 10_000 }).catch(() => undefined);
 }
 
-/** `sync -f` is syncfs(2): one call flushes every file of the layer, unlike an fsync per file. */
+/**
+ * `sync -f` is syncfs(2): one call flushes every file of the layer, unlike an fsync per file. The
+ * deadline is the writeback of a big layer on a slow disk, not a quick step.
+ */
 async function syncFilesystem(path: string): Promise<void> {
-  try {
-    await execFileAsync('sync', ['-f', path]);
-  } catch (err) {
-    throw new BerthError('internal', `cannot flush snapshot data: ${errorMessage(err)}`, { cause: err });
-  }
+  await runCommand('sync', ['-f', path], { step: 'flush the unpacked layer to disk ([image] sync_layers)', timeoutMs: 600_000 });
 }
 
 function randomSuffix(): string {

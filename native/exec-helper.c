@@ -269,6 +269,22 @@ static int parse_frames(void) {
   return 0;
 }
 
+/*
+ * Ends the session once berthd has read everything: it closes the connection after the last
+ * frame, so its own late writes (a resize, stdin EOF) never meet a closed socket.
+ */
+static void finish(int sock) {
+  out_flush_all(sock);
+  shutdown(sock, SHUT_WR);
+  struct pollfd p = {.fd = sock, .events = POLLIN};
+  unsigned char b[4096];
+  while (poll(&p, 1, 10000) > 0) {
+    ssize_t r = recv(sock, b, sizeof b, MSG_DONTWAIT);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) break;
+  }
+  _exit(0);
+}
+
 static void session(int sock) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   unsigned char hdr[5];
@@ -346,8 +362,7 @@ static void session(int sock) {
   if (en == 4) {
     waitpid(pid, NULL, 0);
     out_u32(F_FAILED, get_u32(eb));
-    out_flush_all(sock);
-    _exit(0);
+    finish(sock);
   }
   out_u32(F_STARTED, (uint32_t)pid);
   if (in_w >= 0 && !tty) set_nonblock(in_w);
@@ -425,16 +440,14 @@ static void session(int sock) {
     }
   }
   out_u32(F_EXIT, WIFSIGNALED(status) ? 128 + (uint32_t)WTERMSIG(status) : (uint32_t)WEXITSTATUS(status));
-  out_flush_all(sock);
-  _exit(0);
+  finish(sock);
 gone:
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
   _exit(0);
 setup_failed:
   out_u32(F_FAILED, (uint32_t)errno);
-  out_flush_all(sock);
-  _exit(0);
+  finish(sock);
 }
 
 static int serve(void) {

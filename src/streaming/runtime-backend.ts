@@ -161,7 +161,6 @@ export class RuntimeStreamingBackend implements StreamingBackend {
         throw err;
       }
       if (io.stdin && want.stdin) io.stdin.pipe(h.stdin);
-      else h.stdin.end();
       const resizing = io.tty && io.resize ? this.applyResizes(io.resize, async (size) => h.resize(size)) : Promise.resolve();
       const output = Promise.all([relay(h.stdout, io.stdout), relay(h.stderr, io.stderr)]);
       const exitCode = await h.exit;

@@ -6,6 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules/esbuild ] || npm ci
-# The exec helper ships in the image beside the bundles (the config default points at it).
-bash hack/build-native.sh
 exec node hack/build-image.ts "$@"

@@ -1,7 +1,7 @@
 // The streaming backend over berth's runtime: exec through the container's exec helper, or the
-// container service's `runc exec` where it has none (on a terminal from pty.ts for a tty), attach through conmon's attach socket (via the Perl relay
-// in attach-relay.pl) and control FIFO, and port-forward through a connection dialled inside the
-// pod's network namespace (netns-dial.ts).
+// container service's `runc exec` where it has none (on a terminal from pty.ts for a tty), attach
+// through conmon's attach socket (via the Perl relay in attach-relay.pl) and control FIFO, and
+// port-forward through a connection dialled inside the pod's network namespace (netns-dial.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants, open, readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';

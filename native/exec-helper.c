@@ -17,7 +17,9 @@
  *                     NUL-terminated strings), STDIN data, STDIN_EOF, RESIZE (rows u16, cols u16),
  *                     KILL (SIGKILL the command).
  *   helper -> berthd: STARTED (pid u32), FAILED (errno u32; the command could not be executed),
- *                     STDOUT data, STDERR data, EXIT (status u32: the exit code, or 128+signal).
+ *                     STDOUT data, STDERR data, EXIT (status u32: the exit code, or 128+signal),
+ *                     UNUSABLE (errno u32; the helper cannot make a process here, e.g. a seccomp
+ *                     profile forbids a call it needs: berthd then uses the runtime's exec).
  * Connection EOF before the exit kills the command.
  */
 #define _GNU_SOURCE
@@ -42,7 +44,7 @@
 
 enum {
   F_HEADER = 1, F_STDIN = 2, F_STDIN_EOF = 3, F_RESIZE = 4, F_KILL = 5,
-  F_STARTED = 16, F_FAILED = 17, F_STDOUT = 18, F_STDERR = 19, F_EXIT = 20,
+  F_STARTED = 16, F_FAILED = 17, F_STDOUT = 18, F_STDERR = 19, F_EXIT = 20, F_UNUSABLE = 21,
 };
 
 #define MEMFD_FD 3
@@ -198,6 +200,15 @@ static int read_full(int fd, void *buf, size_t len) {
 
 static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
+/* Tells the session why the command did not run: 0 = the exec failed (the command's fault), 1 = setting it up failed. */
+static void child_fail(int errpipe, int stage) {
+  unsigned char b[5];
+  b[0] = (unsigned char)stage;
+  put_u32(b + 1, (uint32_t)errno);
+  if (write(errpipe, b, 5) < 0) { /* the session then reports the helper unusable */ }
+  _exit(127);
+}
+
 /* In the command's process: default signal handling, nothing open but its stdio, then exec. */
 static void exec_child(char **args, int in, int out, int err, int tty, int errpipe) {
   struct sigaction dfl = {.sa_handler = SIG_DFL};
@@ -205,23 +216,19 @@ static void exec_child(char **args, int in, int out, int err, int tty, int errpi
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  setsid();
-  if (tty && ioctl(in, TIOCSCTTY, 0) < 0) goto fail;
+  if (setsid() < 0) child_fail(errpipe, 1);
+  if (tty && ioctl(in, TIOCSCTTY, 0) < 0) child_fail(errpipe, 1);
   /* Onto fds above the stdio numbers first, so the dup2s below cannot clobber each other. */
   int i2 = fcntl(in, F_DUPFD, 10), o2 = fcntl(out, F_DUPFD, 10), e2 = fcntl(err, F_DUPFD, 10);
-  if (i2 < 0 || o2 < 0 || e2 < 0) goto fail;
-  if (dup2(i2, 0) < 0 || dup2(o2, 1) < 0 || dup2(e2, 2) < 0) goto fail;
+  if (i2 < 0 || o2 < 0 || e2 < 0) child_fail(errpipe, 1);
+  if (dup2(i2, 0) < 0 || dup2(o2, 1) < 0 || dup2(e2, 2) < 0) child_fail(errpipe, 1);
   /* Nothing else of the helper's may reach the command; errpipe must stay open until the exec
    * succeeds, so everything is marked close-on-exec rather than closed. */
   if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
     for (int fd = 3; fd < 1024; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
   execvp(args[0], args);
-fail:;
-  unsigned char b[4];
-  put_u32(b, (uint32_t)errno);
-  if (write(errpipe, b, 4) < 0) { /* berthd then reports a failure without an errno */ }
-  _exit(127);
+  child_fail(errpipe, 0);
 }
 
 /* One session's state: frames from berthd being read, and stdin bytes waiting for the command. */
@@ -313,10 +320,10 @@ static void session(int sock) {
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) _exit(1);
+  if (sfd < 0) goto setup_failed;
 
   int errp[2];
-  if (pipe2(errp, O_CLOEXEC) < 0) _exit(1);
+  if (pipe2(errp, O_CLOEXEC) < 0) goto setup_failed;
   /* Our ends: in_w (command's stdin), out_r, err_r (or the pty master for all three). */
   int out_r = -1, err_r = -1;
   int c_in, c_out, c_err;
@@ -355,13 +362,13 @@ static void session(int sock) {
   close(errp[1]);
   if (c_in >= 0) close(c_in);
   if (!tty) { close(c_out); close(c_err); }
-  unsigned char eb[4];
+  unsigned char eb[5];
   ssize_t en;
-  while ((en = read(errp[0], eb, 4)) < 0 && errno == EINTR) {}
+  while ((en = read(errp[0], eb, 5)) < 0 && errno == EINTR) {}
   close(errp[0]);
-  if (en == 4) {
+  if (en != 0) {
     waitpid(pid, NULL, 0);
-    out_u32(F_FAILED, get_u32(eb));
+    out_u32(en == 5 && eb[0] == 0 ? F_FAILED : F_UNUSABLE, en == 5 ? get_u32(eb + 1) : 0);
     finish(sock);
   }
   out_u32(F_STARTED, (uint32_t)pid);
@@ -446,7 +453,7 @@ gone:
   waitpid(pid, NULL, 0);
   _exit(0);
 setup_failed:
-  out_u32(F_FAILED, (uint32_t)errno);
+  out_u32(F_UNUSABLE, (uint32_t)errno);
   finish(sock);
 }
 

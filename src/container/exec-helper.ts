@@ -18,13 +18,15 @@ import { runCommand } from '../util/run-command.ts';
 import { BerthError, errnoCode, errorMessage } from '../util/errors.ts';
 
 /** Frame types (native/exec-helper.c). */
-const F = { HEADER: 1, STDIN: 2, STDIN_EOF: 3, RESIZE: 4, KILL: 5, STARTED: 16, FAILED: 17, STDOUT: 18, STDERR: 19, EXIT: 20 } as const;
+const F = { HEADER: 1, STDIN: 2, STDIN_EOF: 3, RESIZE: 4, KILL: 5, STARTED: 16, FAILED: 17, STDOUT: 18, STDERR: 19, EXIT: 20, UNUSABLE: 21 } as const;
 /** Largest frame either side sends after the header (the helper reads output 32 KiB at a time). */
 const MAX_FRAME = 64 * 1024;
 /** Largest header the helper accepts (the argv). */
 const MAX_HEADER = 256 * 1024;
 /** How long starting a helper (one detached `runc exec`) may take. */
 const LAUNCH_MS = 15_000;
+/** How long a helper may take to start a command before the exec goes to the runtime instead. */
+const START_MS = 10_000;
 /** Name of the helper's memfd, as /proc/<pid>/exe shows it: how a pid file's pid is checked. */
 const HELPER_EXE = '/memfd:berth-exec-helper';
 
@@ -46,12 +48,14 @@ function frame(type: number, payload: Buffer = Buffer.alloc(0)): Buffer {
  * exit; a tty's output is all on stdout); `stdin` takes input (ending it closes the command's
  * stdin; a terminal stays open). `exit` resolves with the exit code (128+signal when killed; 255
  * with runc's message on stderr when the command could not be executed) and rejects when the
- * helper breaks the protocol or goes away first.
+ * helper breaks the protocol or goes away first. `started` settles first: resolved once the
+ * command was started (or found not executable), rejected when the helper could not serve it.
  */
 export class HelperExec {
   readonly stdout = new PassThrough();
   readonly stderr = new PassThrough();
   readonly stdin: Writable;
+  readonly started: Promise<void>;
   readonly exit: Promise<number>;
   private readonly socket: Socket;
   private buf: Buffer = Buffer.alloc(0);
@@ -80,6 +84,9 @@ export class HelperExec {
       },
     });
     this.stdin.on('error', () => {});
+    let started!: { resolve: () => void; reject: (e: Error) => void };
+    this.started = new Promise<void>((resolve, reject) => (started = { resolve, reject }));
+    this.started.catch(() => {});
     this.exit = new Promise<number>((resolve, reject) => {
       const fail = (why: string): void => {
         if (this.state === 'done') return;
@@ -87,9 +94,12 @@ export class HelperExec {
         socket.destroy();
         this.stdout.end();
         this.stderr.end();
-        reject(new BerthError('unavailable', `exec in container ${containerId}: ${why}`));
+        const err = new BerthError('unavailable', `exec in container ${containerId}: ${why}`);
+        started.reject(err);
+        reject(err);
       };
       const finish = (code: number): void => {
+        started.resolve();
         this.state = 'done';
         this.stdout.end();
         this.stderr.end();
@@ -112,8 +122,12 @@ export class HelperExec {
           const data = this.buf.subarray(5, 5 + len);
           this.buf = this.buf.subarray(5 + len);
           const u32 = len === 4 ? data.readUInt32BE(0) : -1;
-          if (this.state === 'starting' && type === F.STARTED && len === 4) this.state = 'running';
-          else if (this.state === 'starting' && type === F.FAILED && len === 4) {
+          if (this.state === 'starting' && type === F.STARTED && len === 4) {
+            this.state = 'running';
+            started.resolve();
+          } else if (this.state === 'starting' && type === F.UNUSABLE && len === 4) {
+            return fail(`the exec helper cannot start processes here: ${u32 > 0 && u32 < 4096 ? getSystemErrorMessage(-u32) : `error ${u32}`}`);
+          } else if (this.state === 'starting' && type === F.FAILED && len === 4) {
             (tty ? this.stdout : this.stderr).write(execFailure(args[0] ?? '', u32));
             return finish(255);
           } else if (this.state === 'running' && (type === F.STDOUT || type === F.STDERR) && len > 0) {
@@ -202,7 +216,7 @@ export class ExecHelpers {
    * running (the first exec pays for that). Undefined when the container cannot have a helper:
    * the caller then runs the runtime's exec.
    */
-  async open(id: string, args: string[], opts: { tty: boolean; stdin: boolean }, launch: () => HelperLaunch): Promise<HelperExec | undefined> {
+  async open(id: string, args: string[], opts: { tty: boolean; stdin: boolean }, launch: () => HelperLaunch, signal: AbortSignal): Promise<HelperExec | undefined> {
     if (!this.binary || this.dirFd === undefined || this.unavailable.has(id)) return undefined;
     if (Buffer.byteLength(args.join('\0')) + args.length + 5 > MAX_HEADER) return undefined;
     await this.launching.get(id)?.catch(() => undefined);
@@ -221,7 +235,22 @@ export class ExecHelpers {
         return this.giveUp(id, errorMessage(err));
       }
     }
-    return new HelperExec(socket, id, args, opts);
+    const h = new HelperExec(socket, id, args, opts);
+    // Until the command runs, a failure is the helper's (a seccomp profile that forbids what it
+    // needs, a helper stopped from inside): this exec and later ones go to the runtime.
+    const deadline = setTimeout(() => h.destroy(), START_MS);
+    const abort = (): void => h.destroy();
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      await h.started;
+    } catch (err) {
+      signal.throwIfAborted();
+      return this.giveUp(id, errorMessage(err));
+    } finally {
+      clearTimeout(deadline);
+      signal.removeEventListener('abort', abort);
+    }
+    return h;
   }
 
   private giveUp(id: string, why: string): undefined {

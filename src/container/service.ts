@@ -7,6 +7,7 @@ import { spawn, type ChildProcess, type StdioNull, type StdioPipe } from 'node:c
 import { watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { constants, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
@@ -511,9 +512,9 @@ export class ContainerService implements PodContainers {
    * the first exec). Undefined when the container has none (disabled, or it could not start):
    * use spawnExec then.
    */
-  async helperExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdin: boolean }): Promise<HelperExec | undefined> {
+  async helperExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdin: boolean }, signal: AbortSignal): Promise<HelperExec | undefined> {
     const { rec, processSpec } = await this.execTarget(idOrPrefix, args);
-    return this.helpers.open(rec.id, args, opts, () => ({ runtime: this.runtime(rec.runtimeHandler), process: processSpec, bundle: this.bundle(rec.id) }));
+    return this.helpers.open(rec.id, args, opts, () => ({ runtime: this.runtime(rec.runtimeHandler), process: processSpec, bundle: this.bundle(rec.id) }), signal);
   }
 
   /**
@@ -548,7 +549,7 @@ export class ContainerService implements PodContainers {
 
   /** Runs a command to completion; past `timeoutSeconds` (0 = none) it is killed and the call fails. */
   async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number, signal: AbortSignal): Promise<ExecResult> {
-    const helped = await this.helperExec(idOrPrefix, cmd, { tty: false, stdin: false });
+    const helped = await this.helperExec(idOrPrefix, cmd, { tty: false, stdin: false }, signal);
     if (helped) return this.execSyncHelped(helped, cmd, timeoutSeconds, signal);
     const { child, pidFile, done } = await this.spawnExec(idOrPrefix, cmd, { tty: false, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = new OutputCap();
@@ -614,6 +615,8 @@ export class ContainerService implements PodContainers {
       const code = await h.exit.catch((e: unknown) => {
         throw why ?? e;
       });
+      // Both streams end with the exit; output buffered before the listeners came flows out first.
+      await Promise.all([finished(h.stdout), finished(h.stderr)]);
       if (why) throw why;
       return { stdout: out.bytes(), stderr: err.bytes(), exitCode: code };
     } finally {

@@ -91,7 +91,7 @@ export class RuntimeStreamingBackend implements StreamingBackend {
   }
 
   async exec(containerId: string, cmd: string[], want: { tty: boolean; stdin: boolean }, session: Promise<SessionIo>, signal: AbortSignal): Promise<{ exitCode: number }> {
-    const helped = await this.containers.helperExec(containerId, cmd, want);
+    const helped = await this.containers.helperExec(containerId, cmd, want, signal);
     if (helped) return this.execHelped(helped, want, session, signal);
     const pty = want.tty ? await Pty.open(signal, { mirror: true }) : undefined;
     try {

@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCommand } from '../../src/util/run-command.ts';
@@ -261,4 +262,28 @@ test('a helper killed from inside the container is started again by the next exe
   await until('the helper to die', async () => (await alive([helper])).length === 0);
   assert.equal((await execSync(e, ctrId, ['echo', 'back'])).stdout.toString(), 'back\n');
   assert.notEqual(await helperPid(e, ctrId), helper);
+});
+
+test('a container whose seccomp profile forbids what the helper needs falls back to runc exec, logged once', { skip }, async () => {
+  const e = env as PodEnv;
+  const dir = await mkdtemp(join(tmpdir(), 'berth-seccomp-'));
+  try {
+    // The helper starts (runc exec), but a session cannot make its signalfd.
+    const profile = join(dir, 'no-signalfd.json');
+    await writeFile(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['signalfd', 'signalfd4'], action: 'SCMP_ACT_ERRNO' }] }));
+    const { ctrId } = await runPodWith(e, ['sleep', '3600'], { container: { linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: profile } } } } });
+    for (let i = 0; i < 3; i++) {
+      const r = await execSync(e, ctrId, ['sh', '-c', 'echo fine; cat /proc/$PPID/comm 2>/dev/null || echo no-parent']);
+      assert.equal(r.exit_code, 0);
+      // Under runc exec the parent is outside the container's PID namespace.
+      assert.equal(r.stdout.toString(), 'fine\nno-parent\n');
+    }
+    const { url } = await call<{ url: string }>(e, 'Exec', { container_id: ctrId, cmd: ['echo', 'streamed'], stdout: true, stderr: true });
+    assert.equal((await spdyCommand(url, {})).stdout.toString(), 'streamed\n');
+    const warnings = e.daemon.logs().split('\n').filter((l) => l.includes(ctrId) && l.includes('exec helper unavailable'));
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0] ?? '', /operation not permitted/i);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -244,7 +244,7 @@ export class ExecHelpers {
     try {
       await h.started;
     } catch (err) {
-      signal.throwIfAborted();
+      if (signal.aborted) throw new BerthError('cancelled', `exec in container ${id}: cancelled by the client`);
       return this.giveUp(id, errorMessage(err));
     } finally {
       clearTimeout(deadline);

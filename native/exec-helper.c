@@ -441,7 +441,8 @@ static void session(int sock) {
     if (fd < 0) continue;
     unsigned char b[32768];
     ssize_t r;
-    while ((r = read(fd, b, sizeof b)) > 0) {
+    /* Bounded: a process the command left behind may keep writing to the same pipe. */
+    for (int i = 0; i < 64 && (r = read(fd, b, sizeof b)) > 0; i++) {
       out_frame(k ? F_STDERR : F_STDOUT, b, (size_t)r);
       if (out_len >= OUT_HIGH) out_flush_all(sock);
     }
@@ -474,7 +475,12 @@ static int serve(void) {
   for (;;) {
     int c = accept4(LISTEN_FD, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) continue;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        /* Out of something for now: the waiting exec's connection stays queued; try again shortly. */
+        usleep(100000);
+        continue;
+      }
       return 1;
     }
     pid_t sp = fork();

@@ -75,6 +75,9 @@ const PROBES: Record<string, string[]> = {
   limits: ['cat', '/proc/self/limits'],
   oom: ['cat', '/proc/self/oom_score_adj'],
   cwd: ['pwd'],
+  umask: ['sh', '-c', 'umask'],
+  // Whether the command leads its own session and process group (pids themselves differ).
+  session: ['sh', '-c', 'set -- $(cut -d" " -f5,6 /proc/$$/stat); echo "pgrp-is-pid $([ "$1" = $$ ] && echo y || echo n) sid-is-pid $([ "$2" = $$ ] && echo y || echo n)"'],
   env: ['sh', '-c', 'env | sort'],
 };
 

@@ -285,7 +285,7 @@ export class ExecHelpers {
   /** Ends a container's helper (it exited or goes away) and removes its socket and pid file. */
   async forget(id: string): Promise<void> {
     this.unavailable.delete(id);
-    await this.launching.get(id)?.catch(() => undefined);
+    // A start still in flight needs no wait: the runtime refuses to exec into a stopped container.
     const pid = Number((await readFile(this.path(id, 'pid'), 'utf8').catch(() => '')).trim());
     // PIDs get reused: only a process running the helper's memfd is killed.
     if (Number.isInteger(pid) && pid > 0 && (await readlink(`/proc/${pid}/exe`).catch(() => '')).startsWith(HELPER_EXE)) {

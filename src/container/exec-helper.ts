@@ -276,7 +276,9 @@ export class ExecHelpers {
     writeFileSync(processFile, JSON.stringify({ ...l.process, args: ['/proc/self/fd/3', 'serve'], terminal: false }));
     try {
       const argv = l.runtime.execDetachedArgv(id, processFile, this.path(id, 'pid'));
+      const started = performance.now();
       await runCommand(this.binary, ['launch', this.path(id, 'sock'), '--', ...argv], { step: `start the exec helper in container ${id}`, timeoutMs: LAUNCH_MS });
+      this.log.debug({ container: id, ms: Math.round(performance.now() - started) }, 'exec helper started');
     } finally {
       await rm(processFile, { force: true });
     }

@@ -176,6 +176,19 @@ test('exit codes, a killed command, a missing command and a timeout are what run
   }
 });
 
+test('an ExecSync the client cancels has its command killed, with and without the helper', { skip }, async () => {
+  for (const e of [env as PodEnv, fallback as PodEnv]) {
+    const { ctrId } = await runPodWith(e, ['sleep', '3600']);
+    const ac = new AbortController();
+    const pending = e.daemon.client.call('runtime', 'ExecSync', { container_id: ctrId, cmd: ['sh', '-c', 'touch /tmp/cancel-me; exec sleep 4848'], timeout: 0 }, { signal: ac.signal });
+    pending.catch(() => {});
+    await until('the command to run', async () => (await execSync(e, ctrId, ['test', '-e', '/tmp/cancel-me'])).exit_code === 0);
+    ac.abort();
+    await assert.rejects(pending);
+    await until('the cancelled command to be gone', async () => !(await execSync(e, ctrId, ['ps'])).stdout.toString().includes('sleep 4848'));
+  }
+});
+
 test('streaming exec with and without the helper: stdin EOF, tty with CRLF and resize, a client leaving kills the command', { skip }, async () => {
   for (const e of [env as PodEnv, fallback as PodEnv]) {
     const { ctrId } = await runPodWith(e, ['sleep', '3600']);

@@ -8,7 +8,7 @@
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { access, constants, mkdir, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { getSystemErrorMessage } from 'node:util';
 import type { Logger } from 'pino';
@@ -17,6 +17,11 @@ import type { OciSpec } from '../oci/types.ts';
 import { runCommand } from '../util/run-command.ts';
 import { BerthError, errnoCode, errorMessage } from '../util/errors.ts';
 
+/**
+ * The frames' version, in the helper's file names: a berthd of another version (an upgrade while
+ * containers run) starts a helper of its own beside the old one instead of misreading it.
+ */
+const PROTOCOL = 1;
 /** Frame types (native/exec-helper.c). */
 const F = { HEADER: 1, STDIN: 2, STDIN_EOF: 3, RESIZE: 4, KILL: 5, STARTED: 16, FAILED: 17, STDOUT: 18, STDERR: 19, EXIT: 20, UNUSABLE: 21 } as const;
 /** Largest frame either side sends after the header (the helper reads output 32 KiB at a time). */
@@ -208,7 +213,7 @@ export class ExecHelpers {
   }
 
   private path(id: string, ext: 'sock' | 'pid'): string {
-    return join(this.dir, `${id}.${ext}`);
+    return join(this.dir, `${id}.p${PROTOCOL}.${ext}`);
   }
 
   /**
@@ -261,7 +266,7 @@ export class ExecHelpers {
 
   private dial(id: string): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const s = connect(join('/proc/self/fd', String(this.dirFd), `${id}.sock`));
+      const s = connect(join('/proc/self/fd', String(this.dirFd), basename(this.path(id, 'sock'))));
       s.once('connect', () => {
         s.off('error', reject);
         resolve(s);
@@ -284,28 +289,30 @@ export class ExecHelpers {
     }
   }
 
-  /** Ends a container's helper (it exited or goes away) and removes its socket and pid file. */
+  /** Ends a container's helpers (it exited or goes away; any protocol version) and removes their sockets and pid files. */
   async forget(id: string): Promise<void> {
     this.unavailable.delete(id);
     // A start still in flight needs no wait: the runtime refuses to exec into a stopped container.
-    const pid = Number((await readFile(this.path(id, 'pid'), 'utf8').catch(() => '')).trim());
-    // PIDs get reused: only a process running the helper's memfd is killed.
-    if (Number.isInteger(pid) && pid > 0 && (await readlink(`/proc/${pid}/exe`).catch(() => '')).startsWith(HELPER_EXE)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
+    const files = (await readdir(this.dir).catch(() => [] as string[])).filter((f) => f.startsWith(`${id}.`));
+    for (const f of files.filter((f) => f.endsWith('.pid'))) {
+      const pid = Number((await readFile(join(this.dir, f), 'utf8').catch(() => '')).trim());
+      // PIDs get reused: only a process running the helper's memfd is killed.
+      if (Number.isInteger(pid) && pid > 0 && (await readlink(`/proc/${pid}/exe`).catch(() => '')).startsWith(HELPER_EXE)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
       }
     }
-    await rm(this.path(id, 'sock'), { force: true });
-    await rm(this.path(id, 'pid'), { force: true });
+    for (const f of files) await rm(join(this.dir, f), { force: true });
   }
 
   /** Forgets the helpers of containers that are no longer running (exited or removed while berthd was down). */
   async sweep(running: (id: string) => boolean): Promise<void> {
     const ids = new Set<string>();
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      const m = /^([a-f0-9]{64})\.(sock|pid)$/.exec(name);
+      const m = /^([a-f0-9]{64})\./.exec(name);
       if (m?.[1] && !running(m[1])) ids.add(m[1]);
     }
     for (const id of ids) await this.forget(id);

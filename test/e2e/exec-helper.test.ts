@@ -45,7 +45,7 @@ const call = <T>(e: PodEnv, method: string, req: object): Promise<T> => e.daemon
 const execSync = (e: PodEnv, id: string, cmd: string[], timeout = 10): Promise<ExecSyncResult> => call<ExecSyncResult>(e, 'ExecSync', { container_id: id, cmd, timeout });
 
 /** The helper's pid file and socket for a container (under berthd's state dir). */
-const helperFile = (e: PodEnv, id: string, ext: 'pid' | 'sock'): string => join(e.daemon.state, 'exec-helper', `${id}.${ext}`);
+const helperFile = (e: PodEnv, id: string, ext: 'pid' | 'sock'): string => join(e.daemon.state, 'exec-helper', `${id}.p1.${ext}`);
 const helperPid = async (e: PodEnv, id: string): Promise<number> => Number((await readFile(helperFile(e, id, 'pid'), 'utf8').catch(() => '0')).trim());
 
 /** Host processes whose cgroup names the container. */

@@ -205,7 +205,7 @@ static void child_fail(int errpipe, int stage) {
   unsigned char b[5];
   b[0] = (unsigned char)stage;
   put_u32(b + 1, (uint32_t)errno);
-  if (write(errpipe, b, 5) < 0) { /* the session then reports the helper unusable */ }
+  if (write(errpipe, b, 5) < 0) { /* cannot fail: the pipe is open and empty */ }
   _exit(127);
 }
 
@@ -307,11 +307,12 @@ static void session(int sock) {
   char *args[MAX_ARGS + 1];
   size_t nargs = 0;
   if (h[hlen - 1] != 0) _exit(1);
-  for (size_t off = 5; off < hlen && nargs < MAX_ARGS;) {
+  for (size_t off = 5; off < hlen;) {
+    if (nargs == MAX_ARGS) _exit(1); /* berthd sends no more than this */
     args[nargs++] = (char *)h + off;
     off += strlen((char *)h + off) + 1;
   }
-  if (nargs == 0 || args[0][0] == 0) _exit(1);
+  if (nargs == 0) _exit(1);
   args[nargs] = NULL;
 
   /* SIGCHLD through a signalfd: the command's exit wakes the poll loop. */

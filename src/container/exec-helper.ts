@@ -26,8 +26,9 @@ const PROTOCOL = 1;
 const F = { HEADER: 1, STDIN: 2, STDIN_EOF: 3, RESIZE: 4, KILL: 5, STARTED: 16, FAILED: 17, STDOUT: 18, STDERR: 19, EXIT: 20, UNUSABLE: 21 } as const;
 /** Largest frame either side sends after the header (the helper reads output 32 KiB at a time). */
 const MAX_FRAME = 64 * 1024;
-/** Largest header the helper accepts (the argv). */
+/** Largest header the helper accepts (the argv), and most arguments. */
 const MAX_HEADER = 256 * 1024;
+const MAX_ARGS = 4096;
 /** How long starting a helper (one detached `runc exec`) may take. */
 const LAUNCH_MS = 15_000;
 /** How long a helper may take to start a command before the exec goes to the runtime instead. */
@@ -223,7 +224,8 @@ export class ExecHelpers {
    */
   async open(id: string, args: string[], opts: { tty: boolean; stdin: boolean }, launch: () => HelperLaunch, signal: AbortSignal): Promise<HelperExec | undefined> {
     if (!this.binary || this.dirFd === undefined || this.unavailable.has(id)) return undefined;
-    if (Buffer.byteLength(args.join('\0')) + args.length + 5 > MAX_HEADER) return undefined;
+    // Argv the frames cannot carry goes to the runtime, which answers it as it always did.
+    if (args.length > MAX_ARGS || Buffer.byteLength(args.join('\0')) + args.length + 5 > MAX_HEADER || args.some((a) => a.includes('\0'))) return undefined;
     await this.launching.get(id)?.catch(() => undefined);
     let socket = await this.dial(id).catch((err: unknown) => err as Error);
     if (socket instanceof Error) {

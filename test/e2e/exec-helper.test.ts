@@ -189,6 +189,18 @@ test('an ExecSync the client cancels has its command killed, with and without th
   }
 });
 
+test('odd argv (an empty command name, a NUL inside an argument) leaves the helper in use', { skip }, async () => {
+  const e = env as PodEnv;
+  const { ctrId } = await runPodWith(e, ['sleep', '3600']);
+  // No such command, as execvp sees it.
+  assert.equal((await execSync(e, ctrId, [''])).exit_code, 255);
+  // The frames cannot carry it: this one exec goes to runc, which refuses it as it always did.
+  const nul = await execSync(e, ctrId, ['echo', 'a\0b']);
+  assert.notEqual(nul.exit_code, 0);
+  assert.match(nul.stderr.toString(), /invalid argument/);
+  assert.equal((await execSync(e, ctrId, ['sh', '-c', 'cat /proc/$PPID/comm'])).stdout.toString(), 'berth-exec\n');
+});
+
 test('streaming exec with and without the helper: stdin EOF, tty with CRLF and resize, a client leaving kills the command', { skip }, async () => {
   for (const e of [env as PodEnv, fallback as PodEnv]) {
     const { ctrId } = await runPodWith(e, ['sleep', '3600']);

@@ -1,6 +1,6 @@
 // Builds the berth image without a Docker daemon, as an OCI image layout, and optionally pushes it.
 // One layer: the Node.js binary (/berth/bin/node), the esbuild bundles of berthd, berth-install and
-// berth-controller with the files they read (protos, scripts) (/berth/lib/; Node will not strip
+// berth-controller with the files they read (protos, scripts, the static exec helper) (/berth/lib/; Node will not strip
 // types under node_modules, so the image ships compiled JS), nsenter (the installer enters the host's mount
 // namespace with it), the shared libraries those two binaries need, and the CA certificates.
 // Usage: node hack/build-image.ts [--out DIR] [--node PATH] [--gzip-level N]
@@ -61,6 +61,8 @@ function assetsPlugin(assets: Set<string>): Plugin {
 
 /** Bundles the three programs (and the modules they start) into `lib`, with the files they read and a package.json. */
 export async function bundleAll(lib: string): Promise<void> {
+  // The exec helper ships beside the bundles (berthd's config default points at it there).
+  await runCommand('bash', [join(REPO, 'hack/build-native.sh')], { step: 'build the exec helper', timeoutMs: 120_000 });
   const assets = new Set<string>();
   await build({
     entryPoints: {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what berth needs on a Debian 12 machine, as root, and only what is missing:
-# Debian packages (runtime parts and test tools), Node.js 24, and the npm modules.
+# Debian packages (runtime parts and test tools), Node.js 24, the npm modules, and the exec helper.
 # Safe to run again: each step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # runc/crun/conmon/CNI: the runtime berth drives; catatonit holds a pod's shared PID namespace.
 # attr: setfattr for layer xattrs. e2fsprogs: chattr, to spread snapshots over block groups.
 # docker-registry, busybox-static, openssl: the tests' registry, images and TLS certificates.
+# gcc, libc6-dev: build the static exec helper (native/exec-helper.c).
 PACKAGES=(ca-certificates runc crun conmon catatonit containernetworking-plugins iproute2 iptables attr e2fsprogs
-  docker-registry busybox-static openssl perl)
+  docker-registry busybox-static openssl perl gcc libc6-dev)
 [ "${BERTH_BENCH:-}" = 1 ] && PACKAGES+=(containerd)
 
 missing=()
@@ -39,3 +40,6 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
   npm ci --silent --no-audit --no-fund
   cp package-lock.json node_modules/.berth-lock-stamp
 fi
+
+# The exec helper, rebuilt when its source is newer.
+bash hack/build-native.sh

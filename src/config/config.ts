@@ -3,6 +3,7 @@
 // falls back to a default.
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { parse } from 'smol-toml';
 import type { RegistryConfig, RegistryHostConfig } from '../image/registry/config.ts';
 import { DEFAULT_PLAIN_HTTP_HOSTS } from '../image/registry/config.ts';
@@ -33,6 +34,8 @@ export interface BerthConfig {
     conmonPath: string;
     /** Pause process that holds a pod's shared PID namespace (run as `<infra> -P`). */
     infraPath: string;
+    /** The per-container exec helper binary (native/exec-helper.c); empty = every exec runs the runtime's `exec`. */
+    execHelper: string;
   };
   network: {
     cniConfDir: string;
@@ -110,6 +113,7 @@ export function shownConfig(c: BerthConfig): object {
     runtime: {
       defaultHandler: c.runtime.defaultHandler,
       handlers: Object.fromEntries(Object.entries(c.runtime.handlers).map(([name, h]) => [name, { path: h.path }])),
+      execHelper: c.runtime.execHelper,
     },
     network: {
       cniConfDir: c.network.cniConfDir,
@@ -142,6 +146,7 @@ export function defaultConfig(): BerthConfig {
       handlers: { runc: { path: 'runc' }, crun: { path: 'crun' } },
       conmonPath: 'conmon',
       infraPath: 'catatonit',
+      execHelper: fileURLToPath(new URL('../../dist/berth-exec-helper', import.meta.url)),
     },
     network: {
       cniConfDir: '/etc/cni/net.d',
@@ -303,6 +308,7 @@ export function applyToml(base: BerthConfig, doc: Table): BerthConfig {
     cfg.runtime.defaultHandler = runtime.string('default_handler') ?? cfg.runtime.defaultHandler;
     cfg.runtime.conmonPath = runtime.string('conmon_path') ?? cfg.runtime.conmonPath;
     cfg.runtime.infraPath = runtime.string('infra_path') ?? cfg.runtime.infraPath;
+    cfg.runtime.execHelper = runtime.string('exec_helper') ?? cfg.runtime.execHelper;
     const handlers = runtime.subtable('handlers');
     for (const [name, r] of handlers?.entries() ?? []) {
       const path = r.string('path');

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess, type StdioNull, type StdioPipe } from 'node:c
 import { watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { constants, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
@@ -30,6 +31,7 @@ import { StepClock } from '../util/step-clock.ts';
 import { WarmSpawner } from '../util/warm-spawn.ts';
 import { findBinary } from '../runtime-probe.ts';
 import { ContainerEvents, type ContainerEventKind } from './events.ts';
+import { ExecHelpers, type HelperExec } from './exec-helper.ts';
 import { isContainerRecord, type ContainerRecord } from './record.ts';
 import { imageVolumes, mountRootfs, removeLayer, unmountRootfs, writableUsage } from './rootfs.ts';
 
@@ -74,6 +76,8 @@ export class ContainerService implements PodContainers {
    * and the record), and it carries the whole seccomp profile: parsing it cost ~2-3 ms per exec.
    */
   private readonly execProcesses = new Map<string, Promise<OciSpec['process'] | undefined>>();
+  /** Each running container's exec helper, which forks execs without a `runc exec` each. */
+  private readonly helpers: ExecHelpers;
   /** Names being created, so two creates of one name cannot both pass the clash check. */
   private readonly pendingKeys = new Set<string>();
   /** Containers whose StartContainer is running (see start()). */
@@ -92,6 +96,7 @@ export class ContainerService implements PodContainers {
     this.sandboxes = sandboxes;
     this.records = new RecordDir(join(config.root, 'metadata', 'containers'), isContainerRecord);
     this.exitDir = join(config.state, 'exits');
+    this.helpers = new ExecHelpers(config.runtime.execHelper, config.state, log);
     sandboxes.attach(this);
   }
 
@@ -121,6 +126,7 @@ export class ContainerService implements PodContainers {
     }
     await mkdir(this.exitDir, { recursive: true, mode: 0o700 });
     await mkdir(join(this.config.state, 'attach'), { recursive: true, mode: 0o700 });
+    await this.helpers.init();
     this.oomFloor = await hostOomScoreAdjFloor();
     this.cgroupVersion = await cgroupVersion();
     for (const path of await this.records.load()) this.log.warn({ path }, 'unreadable container record moved aside; that container is forgotten');
@@ -136,6 +142,8 @@ export class ContainerService implements PodContainers {
       this.log.warn({ container: rec.id }, 'container monitor vanished while berthd was down; marking the container exited');
       await this.records.put({ ...rec, state: 'exited', exitCode: 255, finishedAt: rec.finishedAt || nowNs(), reason: 'Unknown', message: 'the container monitor (conmon) exited without recording an exit code' });
     }
+    // Helpers of containers that stopped or went while berthd was down; running ones are reconnected to.
+    await this.helpers.sweep((id) => this.records.get(id)?.state === 'running');
   }
 
   /**
@@ -159,6 +167,7 @@ export class ContainerService implements PodContainers {
   close(): void {
     this.watcher?.close();
     this.spawner.close();
+    this.helpers.close();
   }
 
   get(idOrPrefix: string): ContainerRecord {
@@ -320,6 +329,7 @@ export class ContainerService implements PodContainers {
     await clock.time('rm-bundle', rm(this.bundle(id), { recursive: true, force: true }));
     await clock.time('rm-layer', removeLayer(this.layerDir(id)));
     await rm(join(this.exitDir, id), { force: true });
+    await this.helpers.forget(id);
     this.execProcesses.delete(id);
     await clock.time('lease', this.images.releaseLease(`container/${id}`));
   }
@@ -378,6 +388,8 @@ export class ContainerService implements PodContainers {
     await this.records.put({ ...cur, state: 'exited', exitCode, finishedAt: Math.max(Math.round(mtimeMs * 1e6), cur.startedAt), reason });
     this.emit(cur, 'CONTAINER_STOPPED_EVENT');
     this.log.info({ container: id, exitCode, reason }, 'container exited');
+    // In a pod-shared PID namespace the helper would outlive the container's init.
+    await this.helpers.forget(id).catch((err: unknown) => this.log.warn({ container: id, err: errorMessage(err) }, 'could not end the exec helper of an exited container'));
     for (const wake of this.exitWaiters.get(id) ?? []) wake();
     return true;
   }
@@ -477,12 +489,8 @@ export class ContainerService implements PodContainers {
     }
   }
 
-  /**
-   * Starts a process in a running container through the runtime's `exec`, with the caller's stdio
-   * (pipes for ExecSync; the streaming server passes its own). The process gets the container's
-   * user, environment, capabilities and working directory. `done` removes the temp files.
-   */
-  async spawnExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdio: ExecStdio }): Promise<{ child: ChildProcess; pidFile: string; done: () => Promise<void> }> {
+  /** The running container an exec goes to, and the process spec execs start from (see execProcesses). */
+  private async execTarget(idOrPrefix: string, args: string[]): Promise<{ rec: ContainerRecord; processSpec: NonNullable<OciSpec['process']> }> {
     const rec = this.get(idOrPrefix);
     if (rec.state !== 'running') throw failedPrecondition(`container ${rec.id} is ${rec.state}; exec needs a running container`);
     if (args.length === 0) throw invalidArgument('exec needs a command');
@@ -496,6 +504,26 @@ export class ContainerService implements PodContainers {
       this.execProcesses.delete(rec.id);
       throw failedPrecondition(`container ${rec.id} has no runtime spec; it cannot be exec'd into`);
     }
+    return { rec, processSpec };
+  }
+
+  /**
+   * Starts a process in a running container through the container's exec helper (started on
+   * the first exec). Undefined when the container has none (disabled, or it could not start):
+   * use spawnExec then.
+   */
+  async helperExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdin: boolean }, signal: AbortSignal): Promise<HelperExec | undefined> {
+    const { rec, processSpec } = await this.execTarget(idOrPrefix, args);
+    return this.helpers.open(rec.id, args, opts, () => ({ runtime: this.runtime(rec.runtimeHandler), process: processSpec, bundle: this.bundle(rec.id) }), signal);
+  }
+
+  /**
+   * Starts a process in a running container through the runtime's `exec`, with the caller's stdio
+   * (pipes for ExecSync; the streaming server passes its own). The process gets the container's
+   * user, environment, capabilities and working directory. `done` removes the temp files.
+   */
+  async spawnExec(idOrPrefix: string, args: string[], opts: { tty: boolean; stdio: ExecStdio }): Promise<{ child: ChildProcess; pidFile: string; done: () => Promise<void> }> {
+    const { rec, processSpec } = await this.execTarget(idOrPrefix, args);
     const tag = randomBytes(6).toString('hex');
     const processFile = join(this.bundle(rec.id), `exec-${tag}.json`);
     const pidFile = join(this.bundle(rec.id), `exec-${tag}.pid`);
@@ -521,19 +549,13 @@ export class ContainerService implements PodContainers {
 
   /** Runs a command to completion; past `timeoutSeconds` (0 = none) it is killed and the call fails. */
   async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number, signal: AbortSignal): Promise<ExecResult> {
+    const helped = await this.helperExec(idOrPrefix, cmd, { tty: false, stdin: false }, signal);
+    if (helped) return this.execSyncHelped(helped, cmd, timeoutSeconds, signal);
     const { child, pidFile, done } = await this.spawnExec(idOrPrefix, cmd, { tty: false, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let outLen = 0;
-    let errLen = 0;
-    child.stdout?.on('data', (c: Buffer) => {
-      if (outLen < MAX_EXEC_OUTPUT) out.push(c);
-      outLen += c.length;
-    });
-    child.stderr?.on('data', (c: Buffer) => {
-      if (errLen < MAX_EXEC_OUTPUT) err.push(c);
-      errLen += c.length;
-    });
+    const out = new OutputCap();
+    const err = new OutputCap();
+    child.stdout?.on('data', (c: Buffer) => out.add(c));
+    child.stderr?.on('data', (c: Buffer) => err.add(c));
     let why: BerthError | undefined;
     let fallback: NodeJS.Timeout | undefined;
     const killAll = async (e: BerthError): Promise<void> => {
@@ -562,12 +584,46 @@ export class ContainerService implements PodContainers {
         child.once('close', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 255)));
       });
       if (why) throw why;
-      return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode: code };
+      return { stdout: out.bytes(), stderr: err.bytes(), exitCode: code };
     } finally {
       clearTimeout(timer);
       clearTimeout(fallback);
       signal.removeEventListener('abort', onAbort);
       await done();
+    }
+  }
+
+  /** ExecSync through the container's exec helper: the same caps, deadline and cancelling as through the runtime. */
+  private async execSyncHelped(h: HelperExec, cmd: string[], timeoutSeconds: number, signal: AbortSignal): Promise<ExecResult> {
+    const out = new OutputCap();
+    const err = new OutputCap();
+    h.stdout.on('data', (c: Buffer) => out.add(c));
+    h.stderr.on('data', (c: Buffer) => err.add(c));
+    let why: BerthError | undefined;
+    let fallback: NodeJS.Timeout | undefined;
+    const kill = (e: BerthError): void => {
+      why ??= e;
+      h.kill();
+      // The exit follows the kill; a helper that does not answer loses the connection, which ends the wait.
+      fallback ??= setTimeout(() => h.destroy(), 2000);
+    };
+    const timer = timeoutSeconds > 0 ? setTimeout(() => kill(new BerthError('deadline-exceeded', `command ${JSON.stringify(cmd.join(' '))} timed out after ${timeoutSeconds} s`)), timeoutSeconds * 1000) : undefined;
+    const onAbort = (): void => kill(new BerthError('cancelled', 'the client cancelled ExecSync'));
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const code = await h.exit.catch((e: unknown) => {
+        throw why ?? e;
+      });
+      // Both streams end with the exit; output buffered before the listeners came flows out first.
+      await Promise.all([finished(h.stdout), finished(h.stderr)]);
+      if (why) throw why;
+      return { stdout: out.bytes(), stderr: err.bytes(), exitCode: code };
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(fallback);
+      signal.removeEventListener('abort', onAbort);
+      h.destroy();
     }
   }
 
@@ -624,6 +680,21 @@ export class ContainerService implements PodContainers {
       await delay(10);
     }
     throw new BerthError('unavailable', `container ${rec.id}: conmon did not reopen ${rec.logPath} within ${LOG_REOPEN_WAIT_MS / 1000} s`);
+  }
+}
+
+/** One stream of ExecSync output: the first MAX_EXEC_OUTPUT bytes are kept, the rest counted and dropped. */
+class OutputCap {
+  private readonly chunks: Buffer[] = [];
+  private len = 0;
+
+  add(c: Buffer): void {
+    if (this.len < MAX_EXEC_OUTPUT) this.chunks.push(c);
+    this.len += c.length;
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
   }
 }
 

@@ -72,6 +72,14 @@ export class OciRuntime {
     await this.run(['update', '--resources', '-', id], `update ${id}`, signal, { input: JSON.stringify(resources) });
   }
 
+  /**
+   * The runtime's argv (binary first) for a detached `exec` of a process spec that keeps fds 3 and
+   * 4: how the exec helper (src/container/exec-helper.ts) starts itself in a container.
+   */
+  execDetachedArgv(id: string, processFile: string, pidFile: string): string[] {
+    return [this.path, ...this.globalArgs(), 'exec', '--detach', '--process', processFile, '--pid-file', pidFile, '--preserve-fds', '2', id];
+  }
+
   /** `exec` arguments for a process spec file, for callers that manage the child themselves. */
   execArgs(id: string, processFile: string, pidFile: string, opts: { tty?: boolean } = {}): string[] {
     return [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, ...(opts.tty ? ['--tty'] : []), id];

@@ -1,7 +1,7 @@
-// The streaming backend over berth's runtime: exec through the container service's `runc exec`
-// (on a terminal from pty.ts for a tty), attach through conmon's attach socket (via the Perl relay
-// in attach-relay.pl) and control FIFO, and port-forward through a connection dialled inside the
-// pod's network namespace (netns-dial.ts).
+// The streaming backend over berth's runtime: exec through the container's exec helper, or the
+// container service's `runc exec` where it has none (on a terminal from pty.ts for a tty), attach
+// through conmon's attach socket (via the Perl relay in attach-relay.pl) and control FIFO, and
+// port-forward through a connection dialled inside the pod's network namespace (netns-dial.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants, open, readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/config.ts';
+import type { HelperExec } from '../container/exec-helper.ts';
 import type { ContainerService } from '../container/service.ts';
 import type { SandboxService } from '../sandbox/service.ts';
 import type { SessionIo, StreamingBackend, TerminalSize } from './backend.ts';
@@ -90,6 +91,8 @@ export class RuntimeStreamingBackend implements StreamingBackend {
   }
 
   async exec(containerId: string, cmd: string[], want: { tty: boolean; stdin: boolean }, session: Promise<SessionIo>, signal: AbortSignal): Promise<{ exitCode: number }> {
+    const helped = await this.containers.helperExec(containerId, cmd, want, signal);
+    if (helped) return this.execHelped(helped, want, session, signal);
     const pty = want.tty ? await Pty.open(signal, { mirror: true }) : undefined;
     try {
       const fd = pty?.slave.fd;
@@ -138,6 +141,36 @@ export class RuntimeStreamingBackend implements StreamingBackend {
       }
     } finally {
       await pty?.close();
+    }
+  }
+
+  /**
+   * Exec through the container's exec helper: it holds the terminal (inside the container) or the
+   * pipes, and kills the command when the connection drops, which is what a client leaving does.
+   */
+  private async execHelped(h: HelperExec, want: { stdin: boolean }, session: Promise<SessionIo>, signal: AbortSignal): Promise<{ exitCode: number }> {
+    const drop = (): void => h.destroy();
+    if (signal.aborted) drop();
+    signal.addEventListener('abort', drop, { once: true });
+    let io: SessionIo | undefined;
+    try {
+      try {
+        io = await session;
+      } catch (err) {
+        drop();
+        throw err;
+      }
+      if (io.stdin && want.stdin) io.stdin.pipe(h.stdin);
+      const resizing = io.tty && io.resize ? this.applyResizes(io.resize, async (size) => h.resize(size)) : Promise.resolve();
+      const output = Promise.all([relay(h.stdout, io.stdout), relay(h.stderr, io.stderr)]);
+      const exitCode = await h.exit;
+      await output;
+      void resizing;
+      return { exitCode };
+    } finally {
+      signal.removeEventListener('abort', drop);
+      io?.stdin?.unpipe();
+      h.destroy();
     }
   }
 

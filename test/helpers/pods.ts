@@ -35,6 +35,8 @@ export interface PodEnvOptions {
   netnsPool?: number;
   /** The daemon's state dir name (startDaemon's `stateName`). */
   stateName?: string;
+  /** More TOML for the daemon's config (whole tables, e.g. `[runtime]`). */
+  extraConfig?: string;
 }
 
 export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
@@ -60,6 +62,7 @@ export async function startPodEnv(opts: PodEnvOptions = {}): Promise<PodEnv> {
     `default_subnet = "${subnet}"`,
     `default_bridge = "${bridge}"`,
     ...(opts.netnsPool !== undefined ? [`netns_pool = ${opts.netnsPool}`] : []),
+    ...(opts.extraConfig ? [opts.extraConfig] : []),
   ].join('\n');
   let daemon = await startDaemon({ config, ...(opts.stateName ? { stateName: opts.stateName } : {}) });
   const firstBase = dirname(daemon.root);

@@ -34,6 +34,7 @@ ca_file = "/etc/ssl/private-ca.pem"
 [runtime]
 default_handler = "crun"
 conmon_path = "/usr/libexec/crio/conmon"
+exec_helper = ""
 [runtime.handlers.kata]
 path = "/opt/kata/bin/kata-runtime"
 `);
@@ -52,6 +53,8 @@ path = "/opt/kata/bin/kata-runtime"
   assert.equal(cfg.runtime.handlers.runc?.path, 'runc');
   assert.equal(cfg.runtime.conmonPath, '/usr/libexec/crio/conmon');
   assert.equal(cfg.runtime.infraPath, 'catatonit');
+  assert.equal(cfg.runtime.execHelper, '', 'empty turns the exec helper off');
+  assert.match(parseConfigText('').runtime.execHelper, /\/dist\/berth-exec-helper$/);
 });
 
 test('network keys are read', () => {

@@ -83,6 +83,13 @@ async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFi
   return kb / 1024;
 }
 
+/** User + system CPU time of a process so far (every thread, reaped children not included). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  // utime and stime are fields 14 and 15 of stat(5), counted in clock ticks (USER_HZ, 100 on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function msOf(fn: () => Promise<unknown>): Promise<number> {
   const t0 = process.hrtime.bigint();
   await fn();
@@ -99,6 +106,8 @@ interface RunResult {
   smallPullMs: number;
   removeMs: number;
   coldPullS: number;
+  /** CPU seconds the runtime's process used during the cold pull (all its threads). */
+  coldCpuS: number;
   peakMiB: number;
   afterMiB?: number;
 }
@@ -133,7 +142,9 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
     }
 
     await dropCaches();
+    const cpu0 = await cpuSeconds(pid);
     const coldMs = await msOf(() => client.call('image', 'PullImage', { image: { image: big } }, { timeoutMs: 600_000 }));
+    const coldCpuS = (await cpuSeconds(pid)) - cpu0;
     const peakMiB = await rssMiB(pid, 'VmHWM');
     let afterMiB: number | undefined;
     let afterSplit: [number, number] | undefined;
@@ -142,7 +153,7 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
       afterMiB = await rssMiB(pid, 'VmRSS');
       afterSplit = [await rssMiB(pid, 'RssAnon'), await rssMiB(pid, 'RssFile')];
     }
-    return { idleMiB, idleSplit, ...(afterSplit ? { afterSplit } : {}), versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
+    return { idleMiB, idleSplit, ...(afterSplit ? { afterSplit } : {}), versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, coldCpuS, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
   } finally {
     await daemon.stop();
     // containerd leaves its overlay snapshots unmounted; removing the tree is enough.
@@ -189,7 +200,7 @@ async function main(): Promise<void> {
         console.log(
           `run ${run} ${rt.name.padEnd(10)} idle ${r.idleMiB.toFixed(0)} MiB, ` +
             (COLD_ONLY ? '' : `Version ${r.versionMs.toFixed(3)} ms, ListImages ${r.listMs.toFixed(3)} ms, small pull ${r.smallPullMs.toFixed(1)} ms, RemoveImage ${r.removeMs.toFixed(1)} ms, `) +
-            `cold pull ${r.coldPullS.toFixed(2)} s, ` +
+            `cold pull ${r.coldPullS.toFixed(2)} s (${r.coldCpuS.toFixed(2)} CPU-s), ` +
             `peak ${r.peakMiB.toFixed(0)} MiB${r.afterMiB === undefined ? '' : `, ${SETTLE_S} s later ${r.afterMiB.toFixed(0)} MiB`}, load ${loadAverage()}`,
         );
       }
@@ -211,6 +222,7 @@ async function main(): Promise<void> {
     print(row('small-image PullImage p50', med(b, (r) => r.smallPullMs), med(c, (r) => r.smallPullMs), 'ms', 1, '<= 1x'));
     print(row('RemoveImage p50', med(b, (r) => r.removeMs), med(c, (r) => r.removeMs), 'ms', 1, '<= 1x'));
     print(row('cold pull of the big image', med(b, (r) => r.coldPullS), med(c, (r) => r.coldPullS), 's', 2, '<= 0.6x'));
+    print(row('  CPU-s of the cold pull', med(b, (r) => r.coldCpuS), med(c, (r) => r.coldCpuS), 's', 2));
     const floorS = median(floors.map((f) => f.seconds));
     print(row('  the Node floor (pull-floor.ts)', floorS, med(c, (r) => r.coldPullS), 's', 2));
     console.log(`  berth's cold pull is ${(med(b, (r) => r.coldPullS) / floorS).toFixed(2)}x the floor (medians; CPU-s of the floor ${median(floors.map((f) => f.cpuSeconds)).toFixed(2)})`);

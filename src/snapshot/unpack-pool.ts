@@ -34,12 +34,15 @@ const IDLE_EXIT_MS = 5_000;
 
 /**
  * The daemon's young generation is collected every 1 MiB of big-layer bytes, its whole heap every
- * 8 MiB (HeapCollector says why). A full collection of its ~23 MiB heap takes 20-60 ms of the main
+ * 8 MiB (HeapCollector says why) but only while more than 20 MiB of ArrayBuffers (the chunks) are
+ * held after the young one. A full collection of its ~23 MiB heap takes 20-60 ms of the main
  * thread on the loaded 2-core VM, a young one ~1 ms; most spent chunks die young, so the frequent
  * cheap one frees them and the full one only what outlived it. Measured on the bench pull against
  * full collections alone every 8 MiB: main thread CPU ~1.15 -> ~0.75 s, peak RSS ~150-155 MiB kept.
+ * The budget then took the pull's CPU (both threads) from ~2.1 to ~1.75 s, peak RSS ~136 -> ~141
+ * MiB (medians of 6 runs); at 16 MiB (8 in the worker) nearly every full collection still ran.
  */
-const heap = new HeapCollector(1 << 20, 8 << 20);
+const heap = new HeapCollector(1 << 20, 8 << 20, 20 << 20);
 
 function fromWire(e: WireError): Error {
   if (e.kind) return new BerthError(e.kind, e.message);

@@ -44,10 +44,11 @@ function toWire(err: unknown): WireError {
 
 /**
  * Spent chunks die young: a young collection every 2 MiB frees them for ~1 ms each, a full one
- * every 16 MiB what outlived that. Full collections alone every 4 MiB cost this thread ~450 ms per
- * 100 MB (and as much again of V8's helper thread); the pacing here keeps the peak where it was.
+ * every 16 MiB what outlived that, when more than 12 MiB of ArrayBuffers are still held (see
+ * unpack-pool.ts). Full collections alone every 4 MiB cost this thread ~450 ms per 100 MB (and as
+ * much again of V8's helper thread); the pacing here keeps the peak where it was.
  */
-const heap = new HeapCollector(2 << 20, 16 << 20);
+const heap = new HeapCollector(2 << 20, 16 << 20, 12 << 20);
 
 /** One layer: its first bytes wait until the compression can be told, then go to the decompressor. */
 class Layer {

@@ -4,8 +4,11 @@
 // and stores the compressed bytes, inflates them with Node's zlib, hashes the tar (the diff ID)
 // and writes its entries from the inflated chunks: one open, write(s), futimes and close per file,
 // chown/chmod only where the owner or mode needs them, directory mtimes last. No validation of
-// hostile input, no crash safety, no cross-thread copies, no records. A runtime on Node cannot
-// pull faster than this; pull-floor-worker.ts holds the per-thread work.
+// hostile input, no crash safety, no cross-thread copies, no records. It estimates the floor, not
+// a strict bound: its threads run with V8's default GC, so it varies run to run (0.84-1.16 s in one
+// 3-run bench on the 2-core VM) and a tuned runtime can land at it or just under. Its ratio to
+// containerd says how far below containerd any Node pull can get here. pull-floor-worker.ts holds
+// the per-thread work.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';

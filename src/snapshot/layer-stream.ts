@@ -101,14 +101,25 @@ export class Tee extends Transform {
 }
 
 /**
- * A compressed (or plain) layer stream → decompress → verify `diffId` → files in `dir`. What an
- * unpack worker runs, and what the pool runs in the daemon's own thread for small layers.
+ * A compressed (or plain) layer stream → decompress → verify `diffId` → files in `dir`. What the
+ * pool runs in the daemon's own thread for small layers.
  */
 export async function unpackCompressed(input: Readable, dir: string, diffId: string, what: string): Promise<UnpackStats> {
-  const head = await peek(input, 4);
-  const verifier = new DigestVerifier(diffId, what);
-  const results = await Promise.allSettled([pipeline(input, decompressorFor(head), verifier), unpackLayer(verifier, dir)]);
+  const decompressor = decompressorFor(await peek(input, 4));
+  const results = await Promise.allSettled([pipeline(input, decompressor), unpackDecompressed(decompressor, dir, diffId, what)]);
   // Stream side first: a digest mismatch says more than the unpacker seeing its input cut off.
+  throwMostTelling(results);
+  return (results[1] as PromiseFulfilledResult<UnpackStats>).value;
+}
+
+/**
+ * The readable side of a decompressor (from decompressorFor) → verify `diffId` → files in `dir`.
+ * The unpack worker writes into the decompressor itself, so it knows when each input buffer has
+ * been consumed and can hand it back for reuse.
+ */
+export async function unpackDecompressed(decompressed: Readable, dir: string, diffId: string, what: string): Promise<UnpackStats> {
+  const verifier = new DigestVerifier(diffId, what);
+  const results = await Promise.allSettled([pipeline(decompressed, verifier), unpackLayer(verifier, dir)]);
   throwMostTelling(results);
   return (results[1] as PromiseFulfilledResult<UnpackStats>).value;
 }

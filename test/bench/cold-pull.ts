@@ -6,9 +6,12 @@
 //   - a small image (busybox-sized, ~1 MB): PullImage after RemoveImage, and RemoveImage, p50;
 //   - a cold pull of the big image (~100 MB gzip over 7 layers, ~10k files), page cache dropped;
 //   - peak RSS (VmHWM) up to the end of that pull, and (first run only) RSS 30 s after it.
-// Prints every figure with containerd beside it and the ratios. Not a test: it asserts nothing.
+// Each run also pulls the big image with the Node floor (pull-floor.ts: only the work any pull
+// must do, in the best shape Node allows), so the cold pull's ratio can be read against the
+// floor's ratio of the same run. Prints every figure with containerd beside it and the ratios.
+// Not a test: it asserts nothing. --cold-only measures only the cold pulls (quick iterations).
 //
-//   node --import tsx test/bench/cold-pull.ts [--runs N] [--scale S] [--calls N]
+//   node --import tsx test/bench/cold-pull.ts [--runs N] [--scale S] [--calls N] [--cold-only]
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,10 +23,18 @@ import { startRegistry } from '../helpers/registry.ts';
 import { bigImage, busyboxImage, pushImage } from '../helpers/images.ts';
 import { startDaemon } from '../helpers/daemon.ts';
 import { containerdMissing, startContainerd } from '../helpers/containerd.ts';
+import { floorPull, type FloorResult } from './pull-floor.ts';
 
 const { values } = parseArgs({
-  options: { runs: { type: 'string', default: '3' }, scale: { type: 'string', default: '1' }, calls: { type: 'string', default: '400' }, settle: { type: 'string', default: '30' } },
+  options: {
+    runs: { type: 'string', default: '3' },
+    scale: { type: 'string', default: '1' },
+    calls: { type: 'string', default: '400' },
+    settle: { type: 'string', default: '30' },
+    'cold-only': { type: 'boolean', default: false },
+  },
 });
+const COLD_ONLY = values['cold-only'];
 const RUNS = Number(values.runs);
 const SCALE = Number(values.scale);
 const CALLS = Number(values.calls);
@@ -72,6 +83,13 @@ async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFi
   return kb / 1024;
 }
 
+/** User + system CPU time of a process so far (every thread, reaped children not included). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  // utime and stime are fields 14 and 15 of stat(5), counted in clock ticks (USER_HZ, 100 on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function msOf(fn: () => Promise<unknown>): Promise<number> {
   const t0 = process.hrtime.bigint();
   await fn();
@@ -88,6 +106,8 @@ interface RunResult {
   smallPullMs: number;
   removeMs: number;
   coldPullS: number;
+  /** CPU seconds the runtime's process used during the cold pull (all its threads). */
+  coldCpuS: number;
   peakMiB: number;
   afterMiB?: number;
 }
@@ -108,21 +128,23 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
       for (let i = 0; i < CALLS; i++) times.push(await msOf(() => client.call(service, method, {})));
       return median(times);
     };
-    const versionMs = await loop('Version', 'runtime');
-    const listMs = await loop('ListImages', 'image');
+    const versionMs = COLD_ONLY ? NaN : await loop('Version', 'runtime');
+    const listMs = COLD_ONLY ? NaN : await loop('ListImages', 'image');
 
     const pulls: number[] = [];
     const removes: number[] = [];
     // The first pull opens the registry connection; it is not counted.
     await client.call('image', 'PullImage', { image: { image: small } }, { timeoutMs: 60_000 });
     await client.call('image', 'RemoveImage', { image: { image: small } });
-    for (let i = 0; i < SMALL_PULLS; i++) {
+    for (let i = 0; i < (COLD_ONLY ? 0 : SMALL_PULLS); i++) {
       pulls.push(await msOf(() => client.call('image', 'PullImage', { image: { image: small } }, { timeoutMs: 60_000 })));
       removes.push(await msOf(() => client.call('image', 'RemoveImage', { image: { image: small } })));
     }
 
     await dropCaches();
+    const cpu0 = await cpuSeconds(pid);
     const coldMs = await msOf(() => client.call('image', 'PullImage', { image: { image: big } }, { timeoutMs: 600_000 }));
+    const coldCpuS = (await cpuSeconds(pid)) - cpu0;
     const peakMiB = await rssMiB(pid, 'VmHWM');
     let afterMiB: number | undefined;
     let afterSplit: [number, number] | undefined;
@@ -131,7 +153,7 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
       afterMiB = await rssMiB(pid, 'VmRSS');
       afterSplit = [await rssMiB(pid, 'RssAnon'), await rssMiB(pid, 'RssFile')];
     }
-    return { idleMiB, idleSplit, ...(afterSplit ? { afterSplit } : {}), versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
+    return { idleMiB, idleSplit, ...(afterSplit ? { afterSplit } : {}), versionMs, listMs, smallPullMs: median(pulls), removeMs: median(removes), coldPullS: coldMs / 1000, coldCpuS, peakMiB, ...(afterMiB === undefined ? {} : { afterMiB }) };
   } finally {
     await daemon.stop();
     // containerd leaves its overlay snapshots unmounted; removing the tree is enough.
@@ -139,9 +161,17 @@ async function oneRun(rt: Runtime, small: string, big: string, settle: boolean):
   }
 }
 
+const print = (line: string | undefined): void => {
+  if (line !== undefined) console.log(line);
+};
+
+const loadAverage = (): string => spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ');
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-function row(label: string, b: number, c: number, unit: string, digits: number, target?: string): string {
+/** One line of the summary; none for a figure this run did not measure (--cold-only). */
+function row(label: string, b: number, c: number, unit: string, digits: number, target?: string): string | undefined {
+  if (Number.isNaN(b)) return undefined;
   const ratio = (b / c).toFixed(2);
   return `${label.padEnd(34)} ${`${b.toFixed(digits)} ${unit}`.padStart(11)} ${`${c.toFixed(digits)} ${unit}`.padStart(11)}   ${ratio.padStart(5)}x${target ? `   (target ${target})` : ''}`;
 }
@@ -162,31 +192,40 @@ async function main(): Promise<void> {
     console.log(`big image ${big}: ${img.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed, ${img.entries} tar entries`);
     console.log(`small image ${small}: ${smallImg.layers.length} layer, ${(smallSize / 1e6).toFixed(2)} MB compressed`);
     const results: Record<string, RunResult[]> = { berth: [], containerd: [] };
+    const floors: FloorResult[] = [];
     for (let run = 1; run <= RUNS; run++) {
       for (const rt of run % 2 === 1 ? [containerd, berth] : [berth, containerd]) {
-        const r = await oneRun(rt, small, big, run === 1);
+        const r = await oneRun(rt, small, big, run === 1 && !COLD_ONLY);
         results[rt.name]?.push(r);
         console.log(
-          `run ${run} ${rt.name.padEnd(10)} idle ${r.idleMiB.toFixed(0)} MiB, Version ${r.versionMs.toFixed(3)} ms, ListImages ${r.listMs.toFixed(3)} ms, ` +
-            `small pull ${r.smallPullMs.toFixed(1)} ms, RemoveImage ${r.removeMs.toFixed(1)} ms, cold pull ${r.coldPullS.toFixed(2)} s, ` +
-            `peak ${r.peakMiB.toFixed(0)} MiB${r.afterMiB === undefined ? '' : `, ${SETTLE_S} s later ${r.afterMiB.toFixed(0)} MiB`}`,
+          `run ${run} ${rt.name.padEnd(10)} idle ${r.idleMiB.toFixed(0)} MiB, ` +
+            (COLD_ONLY ? '' : `Version ${r.versionMs.toFixed(3)} ms, ListImages ${r.listMs.toFixed(3)} ms, small pull ${r.smallPullMs.toFixed(1)} ms, RemoveImage ${r.removeMs.toFixed(1)} ms, `) +
+            `cold pull ${r.coldPullS.toFixed(2)} s (${r.coldCpuS.toFixed(2)} CPU-s), ` +
+            `peak ${r.peakMiB.toFixed(0)} MiB${r.afterMiB === undefined ? '' : `, ${SETTLE_S} s later ${r.afterMiB.toFixed(0)} MiB`}, load ${loadAverage()}`,
         );
       }
+      const f = await floorPull({ registryUrl: registry.url, repo: 'bench/big', layers: img.layers }, dropCaches);
+      floors.push(f);
+      console.log(`run ${run} ${'node floor'.padEnd(10)} cold pull ${f.seconds.toFixed(2)} s (${f.cpuSeconds.toFixed(2)} CPU-s, ${f.entries} entries), load ${loadAverage()}`);
     }
     const b = results.berth ?? [];
     const c = results.containerd ?? [];
     const med = (rs: RunResult[], f: (r: RunResult) => number | undefined): number => median(rs.map(f).filter((x): x is number => x !== undefined));
     console.log(`\nmedians over ${RUNS} runs (each run: fresh root; ${CALLS} calls per loop; ${SMALL_PULLS} small pulls)`);
     console.log(`${''.padEnd(34)} ${'berth'.padStart(11)} ${'containerd'.padStart(11)}   ratio`);
-    console.log(row('idle RSS after start', med(b, (r) => r.idleMiB), med(c, (r) => r.idleMiB), 'MiB', 0, 'berth <= 80 MB'));
-    console.log(row('peak RSS up to end of cold pull', Math.max(...b.map((r) => r.peakMiB)), Math.max(...c.map((r) => r.peakMiB)), 'MiB', 0, 'berth <= 160 MB'));
+    print(row('idle RSS after start', med(b, (r) => r.idleMiB), med(c, (r) => r.idleMiB), 'MiB', 0, 'berth <= 80 MB'));
+    print(row('peak RSS up to end of cold pull', Math.max(...b.map((r) => r.peakMiB)), Math.max(...c.map((r) => r.peakMiB)), 'MiB', 0, 'berth <= 160 MB'));
     const after = med(b, (r) => r.afterMiB);
-    console.log(row(`RSS ${SETTLE_S} s after the cold pull`, after, med(c, (r) => r.afterMiB), 'MiB', 0, `berth <= 1.2x its idle = ${(1.2 * med(b, (r) => r.idleMiB)).toFixed(0)}`));
-    console.log(row('Version p50 (per-call floor)', med(b, (r) => r.versionMs), med(c, (r) => r.versionMs), 'ms', 3, '<= 2x'));
-    console.log(row('ListImages p50', med(b, (r) => r.listMs), med(c, (r) => r.listMs), 'ms', 3));
-    console.log(row('small-image PullImage p50', med(b, (r) => r.smallPullMs), med(c, (r) => r.smallPullMs), 'ms', 1, '<= 1x'));
-    console.log(row('RemoveImage p50', med(b, (r) => r.removeMs), med(c, (r) => r.removeMs), 'ms', 1, '<= 1x'));
-    console.log(row('cold pull of the big image', med(b, (r) => r.coldPullS), med(c, (r) => r.coldPullS), 's', 2, '<= 0.6x'));
+    print(row(`RSS ${SETTLE_S} s after the cold pull`, after, med(c, (r) => r.afterMiB), 'MiB', 0, `berth <= 1.2x its idle = ${(1.2 * med(b, (r) => r.idleMiB)).toFixed(0)}`));
+    print(row('Version p50 (per-call floor)', med(b, (r) => r.versionMs), med(c, (r) => r.versionMs), 'ms', 3, '<= 2x'));
+    print(row('ListImages p50', med(b, (r) => r.listMs), med(c, (r) => r.listMs), 'ms', 3));
+    print(row('small-image PullImage p50', med(b, (r) => r.smallPullMs), med(c, (r) => r.smallPullMs), 'ms', 1, '<= 1x'));
+    print(row('RemoveImage p50', med(b, (r) => r.removeMs), med(c, (r) => r.removeMs), 'ms', 1, '<= 1x'));
+    print(row('cold pull of the big image', med(b, (r) => r.coldPullS), med(c, (r) => r.coldPullS), 's', 2, '<= 0.6x'));
+    print(row('  CPU-s of the cold pull', med(b, (r) => r.coldCpuS), med(c, (r) => r.coldCpuS), 's', 2));
+    const floorS = median(floors.map((f) => f.seconds));
+    print(row('  the Node floor (pull-floor.ts)', floorS, med(c, (r) => r.coldPullS), 's', 2));
+    console.log(`  berth's cold pull is ${(med(b, (r) => r.coldPullS) / floorS).toFixed(2)}x the floor (medians; CPU-s of the floor ${median(floors.map((f) => f.cpuSeconds)).toFixed(2)})`);
     const split = (rs: RunResult[], f: (r: RunResult) => [number, number] | undefined): string => {
       const s = rs.map(f).find((x) => x !== undefined);
       return s ? `${s[0].toFixed(0)} + ${s[1].toFixed(0)}` : '-';

@@ -24,3 +24,27 @@ test('collects the young generation every minor step and the whole heap every ma
     else g.gc = saved;
   }
 });
+
+test('with a buffer budget, a due full collection runs only while ArrayBuffer memory exceeds it', async () => {
+  const calls: string[] = [];
+  const g = globalThis as { gc?: (options?: { type: string }) => void };
+  const saved = g.gc;
+  g.gc = (options) => {
+    calls.push(options?.type ?? 'default');
+  };
+  try {
+    const { HeapCollector } = await import(`../../src/util/heap-collector.ts?budget=${Date.now()}`);
+    const heap = new HeapCollector(2 << 20, 8 << 20, process.memoryUsage().arrayBuffers + (16 << 20));
+    for (let i = 0; i < 16; i++) heap.passed(1 << 20);
+    // Under budget: where a full collection was due (8, 16 MiB) a young one runs instead.
+    assert.deepEqual(calls, ['minor', 'minor', 'minor', 'minor', 'minor', 'minor', 'minor', 'minor']);
+    calls.length = 0;
+    const held = Buffer.alloc(32 << 20); // the recorder frees nothing: still held at the check
+    for (let i = 0; i < 8; i++) heap.passed(1 << 20);
+    assert.deepEqual(calls, ['minor', 'minor', 'minor', 'minor', 'major'], 'over budget: young first, then the whole heap');
+    assert.equal(held.length, 32 << 20);
+  } finally {
+    if (saved === undefined) delete g.gc;
+    else g.gc = saved;
+  }
+});

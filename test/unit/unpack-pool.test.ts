@@ -145,3 +145,27 @@ test('with its one worker busy, a second big layer unpacks in the calling thread
   assert.equal((await firstJob).bytes, 1 << 20);
   await thirdFails;
 });
+
+test('a layer many transfer buffers long arrives intact, compressed or plain (the worker hands its buffers back for refilling)', { ...ROOT_ONLY, timeout: 60_000 }, async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'berth-pool-reuse-'));
+  const pool = new UnpackPool(1);
+  t.after(async () => {
+    await pool.close();
+    await rm(base, { recursive: true, force: true });
+  });
+  // Incompressible, so the compressed layer too spans many 1 MiB buffers: with at most a few in
+  // flight, later bytes travel in buffers the worker has already returned once.
+  const content = randomBytes(12 << 20);
+  for (const compression of ['gzip', 'none'] as const) {
+    const layer = await buildLayer({ files: [{ path: 'blob.bin', content }, { path: 'note.txt', content: compression }], compression });
+    const bytes = layer.bytes ?? Buffer.alloc(0);
+    const dir = join(base, compression);
+    await mkdir(dir);
+    // Network-sized chunks, as a download delivers them; no size given, so the worker unpacks it.
+    const chunks = Array.from({ length: Math.ceil(bytes.length / 65536) }, (_, i) => bytes.subarray(i * 65536, (i + 1) * 65536));
+    const stats = await pool.unpack(dir, Readable.from(chunks), [], layer.diffId, `${compression} layer`);
+    assert.equal(stats.bytes, content.length + compression.length);
+    assert.ok((await readFile(join(dir, 'blob.bin'))).equals(content), `${compression}: the file holds the bytes sent`);
+    assert.equal(await readFile(join(dir, 'note.txt'), 'utf8'), compression);
+  }
+});

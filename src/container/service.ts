@@ -556,13 +556,11 @@ export class ContainerService implements PodContainers {
     const err = new OutputCap();
     child.stdout?.on('data', (c: Buffer) => out.add(c));
     child.stderr?.on('data', (c: Buffer) => err.add(c));
-    let why: BerthError | undefined;
     let fallback: NodeJS.Timeout | undefined;
-    const killAll = async (e: BerthError): Promise<void> => {
-      why ??= e;
-      // Kill the exec'd process and let `runc exec` reap it and exit, so it is gone (not a zombie
-      // left to the pod's init) when the call returns; killing `runc exec` alone would leave it
-      // running in the container. runc itself is killed only if it does not follow.
+    // Kill the exec'd process and let `runc exec` reap it and exit, so it is gone (not a zombie
+    // left to the pod's init) when the call returns; killing `runc exec` alone would leave it
+    // running in the container. runc itself is killed only if it does not follow.
+    const limits = new ExecSyncLimits(cmd, timeoutSeconds, signal, async () => {
       const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
       if (pid > 0) {
         try {
@@ -574,21 +572,17 @@ export class ContainerService implements PodContainers {
       } else {
         child.kill('SIGKILL');
       }
-    };
-    const timer = timeoutSeconds > 0 ? setTimeout(() => void killAll(new BerthError('deadline-exceeded', `command ${JSON.stringify(cmd.join(' '))} timed out after ${timeoutSeconds} s`)), timeoutSeconds * 1000) : undefined;
-    const onAbort = (): void => void killAll(new BerthError('cancelled', 'the client cancelled ExecSync'));
-    signal.addEventListener('abort', onAbort, { once: true });
+    });
     try {
       const code = await new Promise<number>((resolve, reject) => {
         child.once('error', (e) => reject(new BerthError('failed-precondition', `exec in container: cannot run the runtime: ${e.message}`)));
         child.once('close', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 255)));
       });
-      if (why) throw why;
+      limits.throwIfHit();
       return { stdout: out.bytes(), stderr: err.bytes(), exitCode: code };
     } finally {
-      clearTimeout(timer);
+      limits.dispose();
       clearTimeout(fallback);
-      signal.removeEventListener('abort', onAbort);
       await done();
     }
   }
@@ -599,30 +593,24 @@ export class ContainerService implements PodContainers {
     const err = new OutputCap();
     h.stdout.on('data', (c: Buffer) => out.add(c));
     h.stderr.on('data', (c: Buffer) => err.add(c));
-    let why: BerthError | undefined;
     let fallback: NodeJS.Timeout | undefined;
-    const kill = (e: BerthError): void => {
-      why ??= e;
+    const limits = new ExecSyncLimits(cmd, timeoutSeconds, signal, () => {
       h.kill();
       // The exit follows the kill; a helper that does not answer loses the connection, which ends the wait.
-      fallback ??= setTimeout(() => h.destroy(), 2000);
-    };
-    const timer = timeoutSeconds > 0 ? setTimeout(() => kill(new BerthError('deadline-exceeded', `command ${JSON.stringify(cmd.join(' '))} timed out after ${timeoutSeconds} s`)), timeoutSeconds * 1000) : undefined;
-    const onAbort = (): void => kill(new BerthError('cancelled', 'the client cancelled ExecSync'));
-    if (signal.aborted) onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
+      fallback = setTimeout(() => h.destroy(), 2000);
+    });
     try {
       const code = await h.exit.catch((e: unknown) => {
-        throw why ?? e;
+        limits.throwIfHit();
+        throw e;
       });
       // Both streams end with the exit; output buffered before the listeners came flows out first.
       await Promise.all([finished(h.stdout), finished(h.stderr)]);
-      if (why) throw why;
+      limits.throwIfHit();
       return { stdout: out.bytes(), stderr: err.bytes(), exitCode: code };
     } finally {
-      clearTimeout(timer);
+      limits.dispose();
       clearTimeout(fallback);
-      signal.removeEventListener('abort', onAbort);
       h.destroy();
     }
   }
@@ -680,6 +668,40 @@ export class ContainerService implements PodContainers {
       await delay(10);
     }
     throw new BerthError('unavailable', `container ${rec.id}: conmon did not reopen ${rec.logPath} within ${LOG_REOPEN_WAIT_MS / 1000} s`);
+  }
+}
+
+/**
+ * ExecSync's two ways to end before its command does: the timeout and the client cancelling. The
+ * first to come kills the command (`kill`, once) and becomes the call's error.
+ */
+class ExecSyncLimits {
+  #hit: BerthError | undefined;
+  readonly #timer: NodeJS.Timeout | undefined;
+  readonly #signal: AbortSignal;
+  readonly #onAbort: () => void;
+
+  constructor(cmd: string[], timeoutSeconds: number, signal: AbortSignal, kill: () => unknown) {
+    const end = (e: BerthError): void => {
+      if (this.#hit) return;
+      this.#hit = e;
+      void kill();
+    };
+    this.#signal = signal;
+    this.#onAbort = () => end(new BerthError('cancelled', 'the client cancelled ExecSync'));
+    this.#timer = timeoutSeconds > 0 ? setTimeout(() => end(new BerthError('deadline-exceeded', `command ${JSON.stringify(cmd.join(' '))} timed out after ${timeoutSeconds} s`)), timeoutSeconds * 1000) : undefined;
+    if (signal.aborted) this.#onAbort();
+    else signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** Throws the timeout or cancel error when either ended the command. */
+  throwIfHit(): void {
+    if (this.#hit) throw this.#hit;
+  }
+
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#signal.removeEventListener('abort', this.#onAbort);
   }
 }
 

@@ -19,6 +19,7 @@ import { PinStore, type PinSet } from './pins.ts';
 import type { ImageConfig } from './manifest.ts';
 import { invalidArgument, notFound } from '../util/errors.ts';
 import { SharedWork } from '../util/shared-work.ts';
+import { trimMalloc } from '../util/malloc-trim.ts';
 import type { PeerFetcher } from '../p2p/fetch.ts';
 
 /** What the CRI reports about one image. */
@@ -259,15 +260,17 @@ export class ImageService {
 
   /**
    * A pull leaves the heap at its peak, and V8 under Node does not shrink an idle heap on its own;
-   * one full collection a little after the last pull gives that memory back. Only when the daemon
-   * runs with --expose-gc (bin/berthd.js passes it).
+   * one full collection a little after the last pull gives that memory back (only when the daemon
+   * runs with --expose-gc, as bin/berthd.js starts it), and malloc_trim then hands the C++ memory
+   * it freed, and whatever else glibc kept below live chunks, back to the kernel.
    */
   private shrinkHeapSoon(): void {
     const collect = (globalThis as { gc?: () => void }).gc;
-    if (!collect) return;
     clearTimeout(this.heapTimer);
     this.heapTimer = setTimeout(() => {
-      if (this.activePulls === 0) collect();
+      if (this.activePulls > 0) return;
+      collect?.();
+      trimMalloc();
     }, 2000);
     this.heapTimer.unref();
   }

@@ -48,7 +48,7 @@ function toWire(err: unknown): WireError {
  * unpack-pool.ts). Full collections alone every 4 MiB cost this thread ~450 ms per 100 MB (and as
  * much again of V8's helper thread); the pacing here keeps the peak where it was.
  */
-const heap = new HeapCollector(2 << 20, 16 << 20, 12 << 20);
+const heap = new HeapCollector({ minorEvery: 2 << 20, majorEvery: 16 << 20, bufferBudget: 12 << 20 });
 
 /** One layer: its first bytes wait until the compression can be told, then go to the decompressor. */
 class Layer {

@@ -25,7 +25,7 @@ async function withGcRecorder(tag: string, body: (HeapCollector: HeapCollectorCl
 
 test('collects the young generation every minor step and the whole heap every major step', async () => {
   await withGcRecorder('recorder', (HeapCollector, calls) => {
-    const heap = new HeapCollector(2 << 20, 8 << 20);
+    const heap = new HeapCollector({ minorEvery: 2 << 20, majorEvery: 8 << 20 });
     for (let i = 0; i < 16; i++) heap.passed(1 << 20);
     // 16 MiB in 1 MiB steps: full at 8 and 16, young at 2, 4, 6 and 10, 12, 14.
     assert.deepEqual(calls, ['minor', 'minor', 'minor', 'major', 'minor', 'minor', 'minor', 'major']);
@@ -36,7 +36,7 @@ test('collects the young generation every minor step and the whole heap every ma
 
 test('with a buffer budget, a due full collection runs only while ArrayBuffer memory exceeds it', async () => {
   await withGcRecorder('budget', (HeapCollector, calls) => {
-    const heap = new HeapCollector(2 << 20, 8 << 20, process.memoryUsage().arrayBuffers + (16 << 20));
+    const heap = new HeapCollector({ minorEvery: 2 << 20, majorEvery: 8 << 20, bufferBudget: process.memoryUsage().arrayBuffers + (16 << 20) });
     for (let i = 0; i < 16; i++) heap.passed(1 << 20);
     // Under budget: where a full collection was due (8, 16 MiB) a young one runs instead.
     assert.deepEqual(calls, ['minor', 'minor', 'minor', 'minor', 'minor', 'minor', 'minor', 'minor']);

@@ -122,7 +122,7 @@ export class RuntimeStreamingBackend implements StreamingBackend {
         }
         // A terminal stays open at stdin EOF (the client may just have nothing more to type).
         if (io.stdin && input) io.stdin.pipe(input, { end: !pty });
-        const resizing = pty && io.resize ? this.applyResizes(io.resize, (size) => pty.resize(size, child)) : Promise.resolve();
+        if (pty && io.resize) this.applyResizes(io.resize, (size) => pty.resize(size, child));
         // A size set before runc listened for SIGWINCH is only in the outer terminal: once runc
         // has started the process (and so listens), have it copy the size again.
         if (pty) void execPid(child, pidFile).then((pid) => pid > 0 && child.exitCode === null && child.kill('SIGWINCH'));
@@ -131,7 +131,6 @@ export class RuntimeStreamingBackend implements StreamingBackend {
         // The terminal closes once runc is gone; its output ends after the last byte.
         await pty?.close();
         await output;
-        void resizing;
         return { exitCode };
       } finally {
         signal.removeEventListener('abort', kill);
@@ -161,11 +160,10 @@ export class RuntimeStreamingBackend implements StreamingBackend {
         throw err;
       }
       if (io.stdin && want.stdin) io.stdin.pipe(h.stdin);
-      const resizing = io.tty && io.resize ? this.applyResizes(io.resize, async (size) => h.resize(size)) : Promise.resolve();
+      if (io.tty && io.resize) this.applyResizes(io.resize, async (size) => h.resize(size));
       const output = Promise.all([relay(h.stdout, io.stdout), relay(h.stderr, io.stderr)]);
       const exitCode = await h.exit;
       await output;
-      void resizing;
       return { exitCode };
     } finally {
       signal.removeEventListener('abort', drop);
@@ -191,12 +189,14 @@ export class RuntimeStreamingBackend implements StreamingBackend {
     child.kill('SIGKILL');
   }
 
-  private async applyResizes(sizes: AsyncIterable<TerminalSize>, apply: (s: TerminalSize) => Promise<void>): Promise<void> {
-    try {
+  /**
+   * Applies the client's terminal sizes as they come, alongside the session; it ends with the
+   * client's resize stream. Nobody waits for it, so it never fails: a failed resize is logged.
+   */
+  private applyResizes(sizes: AsyncIterable<TerminalSize>, apply: (s: TerminalSize) => Promise<void>): void {
+    void (async () => {
       for await (const size of sizes) await apply(size);
-    } catch (err) {
-      this.log.debug({ err: errorMessage(err) }, 'terminal resize failed');
-    }
+    })().catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'terminal resize failed'));
   }
 
   /** conmon keeps the attach socket and control FIFO in the bundle, linked from the socket dir. */
@@ -221,11 +221,10 @@ export class RuntimeStreamingBackend implements StreamingBackend {
       relayProc.stdin?.on('error', () => {});
       // stdin EOF half-closes the socket; conmon then closes the container's stdin if stdin_once.
       if (io.stdin && relayProc.stdin) io.stdin.pipe(relayProc.stdin);
-      const resizing = io.tty && io.resize ? this.applyResizes(io.resize, (size) => this.resizeConmon(id, size)) : Promise.resolve();
+      if (io.tty && io.resize) this.applyResizes(io.resize, (size) => this.resizeConmon(id, size));
       const demux = this.demux(relayProc.stdout as Readable, io);
       const code = await exitOf(relayProc);
       await demux;
-      void resizing;
       if (code !== 0 && !signal.aborted) throw new BerthError('unavailable', `attach to container ${id} failed: ${stderr.trim() || `relay exited ${code}`}`);
     } finally {
       signal.removeEventListener('abort', stop);
